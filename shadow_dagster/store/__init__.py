@@ -1,0 +1,1 @@
+"""Durable storage: the signal time-series table and its SQLAlchemy engines."""

@@ -1,0 +1,78 @@
+"""SQLAlchemy engines for the embedded SQLite default and PostgreSQL (no Dagster import)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+ENV_URL = "SHADOW_DAGSTER_STORE_URL"
+SQLITE_FILENAME = "shadow_dagster.db"
+
+
+class StoreConfigError(ValueError):
+    """The store's configuration is invalid (bad URL, unsupported backend)."""
+
+
+def normalise_url(url: str) -> str:
+    """Validate a database URL and pin PostgreSQL to psycopg2 (SQLAlchemy 2.1 defaults to psycopg 3)."""
+    if not isinstance(url, str) or not url.strip():
+        raise StoreConfigError("store URL is empty; give sqlite:///PATH or postgresql://USER@HOST/DB")
+    try:
+        parsed = make_url(url.strip())
+    except Exception as exc:  # sqlalchemy raises ArgumentError with a terse message
+        raise StoreConfigError(
+            f"store URL {url!r} is not a database URL ({exc}); expected sqlite:///PATH or "
+            "postgresql://USER@HOST:PORT/DB"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        if parsed.drivername in ("postgresql", "postgres"):
+            parsed = parsed.set(drivername="postgresql+psycopg2")
+        if not parsed.database:
+            raise StoreConfigError(f"store URL {url!r} names no database (postgresql://USER@HOST/DB)")
+    elif backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise StoreConfigError(
+                f"store URL {url!r} is an in-memory SQLite database; signals must be durable, "
+                "give sqlite:////absolute/path.db"
+            )
+    else:
+        raise StoreConfigError(
+            f"store URL {url!r} uses backend {backend!r}; shadow-dagster supports sqlite and postgresql"
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+def default_url(dagster_home: str | None = None) -> str:
+    """The store URL: $SHADOW_DAGSTER_STORE_URL, else SQLite inside DAGSTER_HOME."""
+    if os.environ.get(ENV_URL):
+        return normalise_url(os.environ[ENV_URL])
+    home = dagster_home or os.environ.get("DAGSTER_HOME")
+    if not home:
+        raise StoreConfigError(
+            "no signal store configured: set DAGSTER_HOME (SQLite default) or "
+            f"{ENV_URL}=postgresql://USER@HOST/DB"
+        )
+    return "sqlite:///" + str(Path(home).absolute() / SQLITE_FILENAME)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")      # readers never block the writer (daemon + workers)
+    cur.execute("PRAGMA synchronous=NORMAL")    # durable in WAL mode at commit boundaries
+    cur.execute("PRAGMA busy_timeout=30000")    # wait for a concurrent writer instead of failing
+    cur.close()
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine for `url` with WAL and a busy timeout on SQLite, pre-ping on PostgreSQL."""
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        Path(make_url(url).database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)

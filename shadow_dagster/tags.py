@@ -1,0 +1,23 @@
+"""Tag and metadata names shared by every part of shadow-dagster (no Dagster import)."""
+
+PREFIX = "shadow_dagster/"
+WORKFLOW_TAG = PREFIX + "workflow"          # groups runs of a chain into one workflow instance
+CRITICAL_TAG = PREFIX + "critical"          # op/asset tag; "false" marks a step safe to pre-execute
+SHADOW_TAG = PREFIX + "shadow"              # "true" on shadow runs
+PARENT_TAG = PREFIX + "parent"              # live run id or workflow key a shadow run serves
+PREDICTION_TAG = PREFIX + "prediction"      # prediction id of a shadow run
+PROBABILITY_TAG = PREFIX + "probability"    # predicted probability of the shadow work
+REUSED_FROM = PREFIX + "reused_from"        # materialization metadata: shadow run id reused
+SECONDS_SAVED = PREFIX + "seconds_saved"    # materialization metadata
+INTENSITY_MARKER = PREFIX + "intensity"     # log-message marker written by report_intensity()
+OUTPUT_BYTES = PREFIX + "output_bytes"      # output metadata key an IO manager may report
+
+
+def is_critical(tags: dict | None) -> bool:
+    """Every step is critical unless its tags say `shadow_dagster/critical: "false"`."""
+    value = (tags or {}).get(CRITICAL_TAG)
+    return not (isinstance(value, str) and value.strip().lower() == "false")
+
+
+def is_shadow_run(run_tags: dict | None) -> bool:
+    return str((run_tags or {}).get(SHADOW_TAG, "")).lower() == "true"
