@@ -1,3 +1,24 @@
-"""shadow-dagster: learn how recurring Dagster workflows run and do safe work ahead of time."""
+"""shadow-dagster: learn how recurring Dagster workflows run and do safe work ahead of time.
+
+The pure core (signals, graph, fingerprint, speculation) imports no Dagster; the Dagster-facing
+names below load lazily so that importing the core stays light.
+"""
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "shadow_definitions": "shadow_dagster.dagster.definitions",
+    "report_intensity": "shadow_dagster.dagster.intensity",
+    "SignalStoreResource": "shadow_dagster.dagster.resources",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'shadow_dagster' has no attribute {name!r}")
+
+
+__all__ = ["__version__", *_LAZY]

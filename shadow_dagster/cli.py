@@ -1,0 +1,173 @@
+"""The `shadow-dagster` command line: the whole loop for people who live in a terminal."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import time
+from datetime import datetime, timezone
+
+import click
+
+from shadow_dagster import __version__
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def user_errors(fn):
+    """Turn the errors a user can fix into one clear line and a non-zero exit, no traceback."""
+    from shadow_dagster.errors import ShadowDagsterUserError
+    from shadow_dagster.store.engine import StoreConfigError
+    from shadow_dagster.store.signal_store import SignalStoreUnavailable
+
+    fixable = (ShadowDagsterUserError, StoreConfigError, SignalStoreUnavailable, ValueError, FileNotFoundError)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except fixable as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def parse_time(value: str | None, *, now: float | None = None) -> int | None:
+    """'2h', '30m', '7d', '1w', epoch seconds or ISO 8601 -> epoch milliseconds."""
+    if value is None:
+        return None
+    text = value.strip()
+    now = time.time() if now is None else now
+    m = _RELATIVE.match(text)
+    if m:
+        return int((now - float(m.group(1)) * _UNIT_S[m.group(2)]) * 1000)
+    try:
+        return int(float(text) * 1000)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"cannot read time {value!r}: use a duration back from now (30m, 2h, 7d), epoch seconds "
+            "or ISO 8601 (2026-11-25T08:00:00+00:00)"
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1000)
+
+
+def dagster_instance():
+    """The instance in $DAGSTER_HOME, with a clear error when it is not set."""
+    if not os.environ.get("DAGSTER_HOME"):
+        raise click.ClickException("DAGSTER_HOME is not set: point it at your Dagster instance directory")
+    from dagster import DagsterInstance
+
+    return DagsterInstance.get()
+
+
+def open_store(store_url: str | None, retention_days: float = 30.0):
+    from shadow_dagster.store.engine import default_url
+    from shadow_dagster.store.signal_store import SignalStore
+
+    return SignalStore(store_url or default_url(), retention_days=retention_days)
+
+
+def echo_json(obj) -> None:
+    click.echo(json.dumps(obj, sort_keys=True, default=str))
+
+
+store_option = click.option(
+    "--store-url", envvar="SHADOW_DAGSTER_STORE_URL", default=None,
+    help="signal store URL (default: SQLite in $DAGSTER_HOME)",
+)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="shadow-dagster")
+def main() -> None:
+    """shadow-dagster: learn how recurring Dagster workflows run and do safe work ahead of time."""
+
+
+@main.command()
+@store_option
+@click.option("--resolution-ms", default=1000, show_default=True, help="TSA resolution (1 to 60000 ms)")
+@click.option("--page-size", default=2000, show_default=True)
+@click.option("--max-seconds", default=300.0, show_default=True, help="stop after this long")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+@user_errors
+def ingest(store_url, resolution_ms, page_size, max_seconds, as_json) -> None:
+    """One ingestion pass over the event log of the instance in $DAGSTER_HOME."""
+    from shadow_dagster.dagster.ingest import ingest as run_ingest
+
+    store = open_store(store_url)
+    report = run_ingest(
+        dagster_instance(), store, resolution_ms=resolution_ms, page_size=page_size, max_seconds=max_seconds
+    )
+    if as_json:
+        echo_json({**report.__dict__, "skipped": [list(s) for s in report.skipped]})
+    else:
+        click.echo(report.summary())
+        for storage_id, reason in report.skipped:
+            click.echo(f"  skipped storage_id={storage_id}: {reason}", err=True)
+
+
+def _fmt_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+@main.command()
+@store_option
+@click.option("--run", "run_id", default=None, help="only this run")
+@click.option("--job", "job_name", default=None, help="only this job")
+@click.option("--step", "step_key", default=None, help="only this step")
+@click.option("--workflow", "workflow_key", default=None, help="only this workflow key")
+@click.option("--since", default=None, help="from this time: 30m, 2h, 7d, epoch seconds or ISO 8601")
+@click.option("--until", default=None, help="up to this time (same forms as --since)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON (one object per line)")
+@user_errors
+def signals(store_url, run_id, job_name, step_key, workflow_key, since, until, as_json) -> None:
+    """Print signals with their timestamp arrays (TSA) and intensity."""
+    store = open_store(store_url)
+    found = store.signals(
+        run_id=run_id, job_name=job_name, step_key=step_key, workflow_key=workflow_key,
+        since_ms=parse_time(since), until_ms=parse_time(until),
+    )
+    if as_json:
+        for sig in found:
+            echo_json(sig.to_dict())
+        return
+    if not found:
+        click.echo("no signals match (run `shadow-dagster ingest` first?)")
+        return
+    click.echo(f"{'run':<10} {'job':<20} {'step':<24} {'status':<9} {'int':>5} {'dur_s':>8}  TSA")
+    for sig in found:
+        tsa = ", ".join(f"{_fmt_ms(t)} {k}" for t, k in zip(sig.tsa, sig.transitions))
+        dur = "" if sig.duration_ms is None else f"{sig.duration_ms / 1000:.3f}"
+        inten = "" if sig.intensity is None else f"{sig.intensity:.2f}"
+        click.echo(
+            f"{sig.run_id[:8]:<10} {(sig.job_name or '')[:20]:<20} {(sig.step_key or '(run)')[:24]:<24} "
+            f"{sig.status:<9} {inten:>5} {dur:>8}  {tsa}"
+        )
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks that print ratios measured side by side in one run."""
+
+
+@bench.command("ingest")
+@click.option("--events", default=200_000, show_default=True, help="synthetic backlog size")
+@click.option("--real-events", default=20_000, show_default=True, help="events from real runs")
+@click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
+@user_errors
+def bench_ingest(events, real_events, as_json) -> None:
+    """Sensor path vs raw bulk insert on SQLite and PostgreSQL, and a real ingestion tick."""
+    from shadow_dagster.bench.ingest import run
+
+    result = run(events=events, real_events=real_events, echo=click.echo)
+    if as_json:
+        echo_json(result)

@@ -1,0 +1,1 @@
+"""Dagster glue: event conversion, sensors, resources, assets, IO managers, the definitions factory."""

@@ -1,0 +1,118 @@
+"""One ingestion pass: read the instance's event log by storage id and store signal rows."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from dagster import DagsterInstance, RunsFilter
+
+from shadow_dagster.errors import PerRunEventStorageError
+from shadow_dagster.dagster.events import EventConverter, RunInfo, run_info_from_tags
+from shadow_dagster.store.signal_store import SignalStore
+
+log = logging.getLogger("shadow_dagster.ingest")
+CURSOR_NAME = "event_log"
+
+FIX_PER_RUN_STORAGE = """\
+shadow-dagster cannot follow this instance's event log: it uses Dagster's default per-run SQLite
+event storage, where step events live in one database per run and a global cursor never sees them.
+Select the consolidated SQLite event storage in $DAGSTER_HOME/dagster.yaml (or use PostgreSQL):
+
+event_log_storage:
+  module: dagster.core.storage.event_log
+  class: ConsolidatedSqliteEventLogStorage
+  config:
+    base_dir: <DAGSTER_HOME>/history
+"""
+
+
+def check_event_storage(instance: DagsterInstance) -> None:
+    """Fail with the dagster.yaml fix when the event log cannot be read with a global cursor."""
+    from dagster._core.storage.event_log import ConsolidatedSqliteEventLogStorage, SqliteEventLogStorage
+
+    storage = instance.event_log_storage
+    if isinstance(storage, SqliteEventLogStorage) and not isinstance(storage, ConsolidatedSqliteEventLogStorage):
+        raise PerRunEventStorageError(FIX_PER_RUN_STORAGE)
+
+
+def run_lookup(instance: DagsterInstance):
+    """A function mapping run ids to RunInfo through one `get_runs` call per page."""
+
+    def lookup(run_ids: list[str]) -> Mapping[str, RunInfo]:
+        runs = instance.get_runs(filters=RunsFilter(run_ids=run_ids))
+        return {r.run_id: run_info_from_tags(r.run_id, r.job_name, r.tags) for r in runs}
+
+    return lookup
+
+
+@dataclass
+class IngestReport:
+    """What one pass did."""
+
+    cursor_before: int
+    cursor_after: int
+    events: int = 0
+    rows: int = 0
+    pages: int = 0
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    backlog_left: bool = False
+    retention_deleted: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        more = " (backlog left for the next tick)" if self.backlog_left else ""
+        return (
+            f"ingested {self.events} events -> {self.rows} signal rows in {self.pages} pages, "
+            f"skipped {len(self.skipped)} malformed, cursor {self.cursor_before} -> {self.cursor_after}{more}"
+        )
+
+
+def ingest(
+    instance: DagsterInstance,
+    store: SignalStore,
+    *,
+    resolution_ms: int = 1000,
+    page_size: int = 2000,
+    max_seconds: float = 20.0,
+    max_pages: int | None = None,
+    converter: EventConverter | None = None,
+    _after_rows=None,
+) -> IngestReport:
+    """Read new event log records page by page and write their signal rows.
+
+    Each page's rows and the cursor commit in one transaction, so the cursor never moves past an
+    uncommitted page; re-reading a page inserts nothing (the storage id is the primary key). The
+    pass stops after `max_seconds` or `max_pages`, leaving the rest for the next tick.
+    """
+    check_event_storage(instance)
+    if page_size < 1:
+        raise ValueError(f"page_size must be at least 1, got {page_size}")
+    started = time.monotonic()
+    converter = converter or EventConverter(resolution_ms, run_lookup(instance))
+    cursor = store.get_cursor(CURSOR_NAME)
+    report = IngestReport(cursor_before=cursor, cursor_after=cursor)
+    while True:
+        if max_pages is not None and report.pages >= max_pages:
+            report.backlog_left = True
+            break
+        if time.monotonic() - started > max_seconds:
+            report.backlog_left = True
+            break
+        records = instance.event_log_storage.get_logs_for_all_runs_by_log_id(after_cursor=cursor, limit=page_size)
+        if not records:
+            break
+        conversion = converter.convert(records)
+        last = max(records)
+        store.write_batch(conversion.rows, cursor=(CURSOR_NAME, last), _after_rows=_after_rows)
+        cursor = report.cursor_after = last
+        report.pages += 1
+        report.events += len(records)
+        report.rows += len(conversion.rows)
+        report.skipped.extend(conversion.skipped)
+        if len(records) < page_size:
+            break
+    report.seconds = time.monotonic() - started
+    return report
