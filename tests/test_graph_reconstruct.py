@@ -115,10 +115,13 @@ def test_duration_stats_exact():
     assert s["p95"] == pytest.approx(4.0 + 0.8 * 6.0)      # index 3.8 of the sorted values
 
 
-def test_running_step_counts_as_executed_without_duration():
-    g = build_workflow_graph([Case("x", "w", [ev("a", 0, 1), ev("b", 1, None, "running")])], [("a", "b")])
-    assert (g.nodes["b"]["executions"], g.nodes["b"]["n"]) == (1, 0)
-    assert edge_table(g) == {("a", "b"): ("data", 1, 1)}
+def test_running_and_canceled_steps_are_executions_without_durations():
+    g = build_workflow_graph([Case("x", "w", [ev("a", 0, 1), ev("b", 1, None, "running")]),
+                              Case("y", "w", [ev("a", 0, 3), ev("b", 3, 4, "canceled")])],
+                             [("a", "b")])
+    assert (g.nodes["b"]["executions"], g.nodes["b"]["n"], g.nodes["b"]["cases"]) == (2, 0, 2)
+    assert (g.nodes["a"]["n"], g.nodes["a"]["mean"]) == (2, 2.0)
+    assert edge_table(g) == {("a", "b"): ("data", 2, 2)}
 
 
 def test_empty_history_gives_the_definition_graph():

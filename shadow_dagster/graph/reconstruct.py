@@ -2,7 +2,8 @@
 
 Nodes are activities (step keys). Each node carries its task name, the resource allocation given in
 ``node_info`` (required resources, pool / concurrency key, cpu / memory, critical flag) and
-execution-time statistics over the attempts that ran (n, mean, p50, p95).
+execution-time statistics over the attempts that finished, successfully or not (n, mean, p50,
+p95); running and canceled attempts count as executions but not in the statistics.
 
 Edges and how they are counted (see docs/graph-format.md):
 
@@ -34,6 +35,7 @@ import numpy as np
 from shadow_dagster.cases import Case, Event
 
 STATUSES = frozenset({"success", "failure", "skipped", "canceled", "running"})
+TIMED = frozenset({"success", "failure"})   # attempts whose duration is a full execution time
 DEP_TYPES = ("data", "trigger", "order")   # strongest first
 NODE_INFO_KEYS = {
     "op": str, "job": str, "required_resources": list, "pool": str, "concurrency_key": str,
@@ -159,7 +161,8 @@ def _add_node(graph: nx.DiGraph, name: str) -> None:
 
 def _set_history(attrs: dict, events: list[Event], n_cases: int, total_cases: int) -> None:
     ran = [e for e in events if executed(e)]
-    attrs.update(duration_stats(e.duration for e in ran if e.duration is not None))
+    attrs.update(duration_stats(e.duration for e in ran
+                                if e.status in TIMED and e.duration is not None))
     attrs["executions"] = len(ran)
     attrs["cases"] = n_cases
     attrs["share"] = n_cases / total_cases if total_cases else 0.0
