@@ -1,0 +1,114 @@
+"""The critical-step guard: a critical step never runs its body in a shadow run.
+
+Enforced at execution time, in three places that all call `guard_step`:
+- `@shadow_reusable` / `@critical_guard` wrappers, before the user's function body;
+- `guard_assets(...)`, which rewraps the compute function of every asset it is given (decorated or
+  not, with or without inputs) so the check runs before every body;
+- the shadow IO manager, on every load_input and handle_output of a shadow run.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from dagster import AssetExecutionContext, AssetsDefinition, OpDefinition, OpExecutionContext
+from dagster._core.definitions.decorators.op_decorator import DecoratedOpFunction
+
+from shadow_dagster.tags import CRITICAL_TAG, is_critical, is_shadow_run
+
+
+class ShadowCriticalStepError(RuntimeError):
+    """A critical step (not tagged `shadow_dagster/critical: "false"`) was asked to run in a shadow run."""
+
+
+def step_is_critical(step_context) -> bool:
+    """Critical unless the op's tags, or the tags of every asset the step produces, say critical=false."""
+    if not is_critical(step_context.op_def.tags):
+        return False
+    keys = [k for k in step_context.get_output_asset_keys() if step_context.job_def.asset_layer.has(k)]
+    if keys and all(not is_critical(step_context.job_def.asset_layer.get(k).tags) for k in keys):
+        return False
+    return True
+
+
+def guard_step(step_context) -> None:
+    """Raise ShadowCriticalStepError when a critical step executes inside a shadow run."""
+    if is_shadow_run(step_context.run_tags) and step_is_critical(step_context):
+        raise ShadowCriticalStepError(
+            f"step {step_context.step.key!r} is critical and may not execute in shadow run "
+            f"{step_context.run_id}; tag it {CRITICAL_TAG}='false' only if it has no side effects "
+            "outside the asset store")
+
+
+def current_step_context():
+    """The StepExecutionContext of the op or asset body now executing."""
+    try:
+        ctx = OpExecutionContext.get()
+    except Exception:  # noqa: BLE001 - re-raised with a clear message
+        ctx = None
+    if ctx is None:
+        raise RuntimeError("no Dagster step is executing: call this inside an op or asset body")
+    if isinstance(ctx, AssetExecutionContext):
+        ctx = ctx.op_execution_context
+    return ctx._step_execution_context  # noqa: SLF001 - the public context exposes no data versions
+
+
+def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            guard_step(current_step_context())
+            yield from fn(*args, **kwargs)
+        return gen_wrapper
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def async_wrapper(*args, **kwargs):
+            guard_step(current_step_context())
+            return await fn(*args, **kwargs)
+        return async_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        guard_step(current_step_context())
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+def critical_guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator (under @asset/@op) that refuses to run the body of a critical step in a shadow run."""
+    wrapped = _guarded(fn)
+    wrapped.__shadow_guarded__ = True
+    return wrapped
+
+
+def _guard_op(op: OpDefinition) -> OpDefinition:
+    fn = op.compute_fn
+    if not isinstance(fn, DecoratedOpFunction):
+        raise TypeError(f"op {op.name!r} has no decorated compute function; cannot guard it")
+    if getattr(fn.decorated_fn, "__shadow_guarded__", False):
+        return op
+    new_fn = critical_guard(fn.decorated_fn)
+    return OpDefinition.dagster_internal_init(
+        compute_fn=DecoratedOpFunction(new_fn), name=op.name, ins=op.ins, outs=op.outs,
+        description=op.description, config_schema=op.config_schema,
+        required_resource_keys=op.required_resource_keys, tags=op.tags, version=None,
+        retry_policy=op.retry_policy, code_version=op.version, pool=op.pool)
+
+
+def guard_assets(assets: Iterable[Any]) -> list[Any]:
+    """Return the assets with every AssetsDefinition's compute function wrapped by the critical guard.
+
+    Other definitions (source assets, specs, checks) pass through unchanged. Use it on everything a
+    code location materialises, e.g. `Definitions(assets=guard_assets([...]))`.
+    """
+    out = []
+    for a in assets:
+        if isinstance(a, AssetsDefinition) and a.is_executable and isinstance(a.node_def, OpDefinition):
+            attrs = a.get_attributes_dict()
+            attrs["node_def"] = _guard_op(a.node_def)
+            a = AssetsDefinition.dagster_internal_init(**attrs)
+        out.append(a)
+    return out

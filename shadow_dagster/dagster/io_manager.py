@@ -1,0 +1,223 @@
+"""ShadowIOManager: Dagster's filesystem pickling IO manager, made shadow-aware.
+
+Live runs behave exactly like `FilesystemIOManager(base_dir=...)` (same paths, same pickle bytes),
+except that an output the reuse wrapper took from a verified shadow output is promoted into live
+storage by an atomic, hash-checked copy. Shadow runs (tag `shadow_dagster/shadow=true`) read live
+inputs but write only into the shadow store, keyed by provenance; a write that would resolve into
+live storage raises ShadowIsolationError.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+from dagster import (
+    ConfigurableIOManagerFactory,
+    InitResourceContext,
+    InputContext,
+    IOManager,
+    MetadataValue,
+    OutputContext,
+)
+from dagster._core.storage.fs_io_manager import PickledObjectFilesystemIOManager
+from dagster._utils import PICKLE_PROTOCOL
+from pydantic import Field
+
+from shadow_dagster.dagster.critical import guard_step
+from shadow_dagster.dagster.step_provenance import compute_step_provenance
+from shadow_dagster.speculation.atomic import ContentMismatch, atomic_copy, atomic_write
+from shadow_dagster.speculation.isolation import check_disjoint, check_outside
+from shadow_dagster.speculation.outputs import ShadowOutputStore
+from shadow_dagster.store.engine import default_url
+from shadow_dagster.tags import OUTPUT_BYTES, PREDICTION_TAG, PREFIX, REUSED_FROM, is_shadow_run
+
+PROVENANCE_KEY_META = PREFIX + "provenance_key"     # output metadata: key of a shadow or reused output
+COMPUTE_SECONDS_META = PREFIX + "compute_seconds"   # output metadata set by @shadow_reusable in shadow runs
+DATA_VERSION_META = PREFIX + "data_version"         # output metadata: user data version to replay on reuse
+SHADOW_PATH_META = PREFIX + "shadow_path"
+
+_stores: dict[tuple, ShadowOutputStore] = {}
+
+
+def get_store(shadow_dir: str, store_url: str, live_root: str) -> ShadowOutputStore:
+    """One store (and engine) per process for a given configuration."""
+    key = (os.path.abspath(shadow_dir), store_url, os.path.abspath(live_root))
+    if key not in _stores:
+        _stores[key] = ShadowOutputStore(shadow_dir, store_url, forbidden_roots=[live_root])
+    return _stores[key]
+
+
+def serialize(obj: Any) -> bytes:
+    """The bytes Dagster's FilesystemIOManager writes for `obj`."""
+    return pickle.dumps(obj, PICKLE_PROTOCOL)
+
+
+def deserialize(data: bytes) -> Any:
+    return pickle.loads(data)
+
+
+def _meta_value(meta, key: str):
+    value = (meta or {}).get(key)
+    return getattr(value, "value", value)
+
+
+class ShadowLiveIOManager(PickledObjectFilesystemIOManager):
+    """The live-run IO manager: FilesystemIOManager behaviour plus atomic promotion of reused outputs."""
+
+    def __init__(self, base_dir: str, store: ShadowOutputStore):
+        super().__init__(base_dir=base_dir)
+        self.store = store
+        self.live_root = base_dir
+
+    def live_output_path(self, context: OutputContext):
+        """The single file FilesystemIOManager would write this output to."""
+        if context.has_asset_partitions:
+            paths = self._get_paths_for_partitions(context)
+            if len(paths) != 1:
+                raise ValueError("ShadowIOManager persists one partition per output, got a partition range")
+            path = next(iter(paths.values()))
+            self._handle_transition_to_partitioned_asset(context, path.parent)
+            return path
+        return self._get_path(context)
+
+    def handle_output(self, context: OutputContext, obj: Any) -> None:
+        key = _meta_value(context.output_metadata, PROVENANCE_KEY_META)
+        if _meta_value(context.output_metadata, REUSED_FROM) and key and self._promote(context, key):
+            return
+        super().handle_output(context, obj)
+
+    def _promote(self, context: OutputContext, key: str) -> bool:
+        out = self.store.get_reusable(key)
+        if out is None:
+            return False
+        path = self.live_output_path(context)
+        self.make_directory(path.parent)
+        try:
+            size = atomic_copy(out.path, str(path), out.content_hash)
+        except (ContentMismatch, FileNotFoundError) as exc:
+            context.log.warning(f"shadow output {key} changed before promotion ({exc}); writing the value")
+            return False
+        self.store.mark_promoted(key)
+        context.add_output_metadata({"path": MetadataValue.path(str(path)), OUTPUT_BYTES: size})
+        return True
+
+
+class ShadowRunIOManager(IOManager):
+    """The shadow-run IO manager: reads live (or this run's shadow) inputs, writes shadow outputs only."""
+
+    def __init__(self, live: PickledObjectFilesystemIOManager, store: ShadowOutputStore, run_id: str,
+                 prediction_id: str | None):
+        self.live = live
+        self.live_root = live.base_dir
+        self.store = store
+        self.run_id = run_id
+        self.prediction_id = prediction_id
+
+    def _scratch_path(self, parts) -> Path:
+        """Run-scoped place for outputs without a provenance key (op outputs, unknown provenance)."""
+        safe = [p.replace("..", "__").lstrip("/") for p in parts]
+        return self.store.root / "runs" / self.run_id / Path(*safe)
+
+    def _write_scratch(self, parts, payload: bytes) -> Path:
+        path = self._scratch_path(parts)
+        check_outside(path.parent, [self.live_root])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        check_outside(path, [self.live_root])
+        atomic_write(path, payload)
+        return path
+
+    @staticmethod
+    def _parts(context) -> list[str]:
+        if context.has_asset_key:
+            parts = list(context.asset_key.path)
+            if context.has_asset_partitions:
+                parts.append(str(context.asset_partition_key))
+            return parts
+        return [context.step_key, context.name]
+
+    def handle_output(self, context: OutputContext, obj: Any) -> None:
+        guard_step(context.step_context)
+        payload = serialize(obj)
+        if not context.has_asset_key:
+            path = self._write_scratch(self._parts(context), payload)
+            context.add_output_metadata({SHADOW_PATH_META: MetadataValue.path(str(path))})
+            return
+        prov = compute_step_provenance(context.step_context, context.asset_key, live_inputs_only=False)
+        if prov.key is None:
+            context.log.warning(f"shadow output of {prov.asset_key} is not reusable: {prov.reason}")
+            path = self._write_scratch(self._parts(context), payload)
+            context.add_output_metadata({SHADOW_PATH_META: MetadataValue.path(str(path))})
+            return
+        seconds = _meta_value(context.output_metadata, COMPUTE_SECONDS_META)
+        data_version = _meta_value(context.output_metadata, DATA_VERSION_META)
+        out = self.store.write(prov.key, payload, asset_key=prov.asset_key, partition_key=prov.partition_key,
+                               run_id=self.run_id, prediction_id=self.prediction_id,
+                               compute_seconds=float(seconds) if seconds is not None else None,
+                               data_version=data_version)
+        context.add_output_metadata({
+            PROVENANCE_KEY_META: prov.key, SHADOW_PATH_META: MetadataValue.path(str(out.path)),
+            OUTPUT_BYTES: len(payload)})
+
+    def load_input(self, context: InputContext) -> Any:
+        step = context.step_context
+        guard_step(step)
+        if not context.has_asset_key:  # op output of this run
+            return deserialize(self._scratch_path(self._parts(context.upstream_output)).read_bytes())
+        info = step.maybe_fetch_and_get_input_asset_version_info(context.asset_key)
+        producer = info.run_id if info is not None else None
+        if producer is not None:
+            run = step.instance.get_run_by_id(producer)
+            if run is not None and is_shadow_run(run.tags):
+                return self._load_shadow(context, producer)
+        return self.live.load_input(context)
+
+    def _load_shadow(self, context: InputContext, producer: str) -> Any:
+        name = context.asset_key.to_user_string()
+        partition = str(context.asset_partition_key) if context.has_asset_partitions else None
+        out = self.store.find_for_run(producer, name, partition)
+        if out is not None:
+            return deserialize(self.store.read(out))
+        if producer == self.run_id:
+            scratch = self._scratch_path(list(context.asset_key.path) + ([partition] if partition else []))
+            if scratch.exists():
+                return deserialize(scratch.read_bytes())
+        raise FileNotFoundError(
+            f"input {name} was last materialised by shadow run {producer}, whose output is not in the "
+            "shadow store (deleted or never completed); the shadow run cannot read it from live storage")
+
+
+class ShadowIOManager(ConfigurableIOManagerFactory):
+    """Shadow-aware filesystem IO manager; a drop-in for `FilesystemIOManager(base_dir=...)`.
+
+    Live runs read and write `base_dir` like FilesystemIOManager. Shadow runs write only under
+    `shadow_dir`, indexed in the `shadow_outputs` table at `store_url`.
+    """
+
+    base_dir: str | None = Field(default=None, description="Live storage root (default: the instance's storage directory).")
+    shadow_dir: str | None = Field(default=None, description="Shadow output root, disjoint from base_dir (default: DAGSTER_HOME/shadow_dagster/outputs).")
+    store_url: str | None = Field(default=None, description="Database URL of the shadow_outputs index (default: the shadow-dagster store).")
+
+    def resolve(self, context: InitResourceContext) -> tuple[str, str, str]:
+        instance = context.instance
+        base_dir = self.base_dir or instance.storage_directory()
+        home = getattr(instance, "root_directory", None) or os.environ.get("DAGSTER_HOME")
+        if not self.shadow_dir and not home:
+            raise ValueError("ShadowIOManager needs shadow_dir (or DAGSTER_HOME for the default)")
+        shadow_dir = self.shadow_dir or os.path.join(home, "shadow_dagster", "outputs")
+        store_url = self.store_url or default_url(home)
+        base_dir, shadow_dir = os.path.abspath(base_dir), os.path.abspath(shadow_dir)
+        check_disjoint(shadow_dir, base_dir)
+        return base_dir, shadow_dir, store_url
+
+    def create_io_manager(self, context: InitResourceContext) -> IOManager:
+        base_dir, shadow_dir, store_url = self.resolve(context)
+        store = get_store(shadow_dir, store_url, base_dir)
+        run = context.dagster_run
+        if run is not None and is_shadow_run(run.tags):
+            return ShadowRunIOManager(PickledObjectFilesystemIOManager(base_dir=base_dir), store, run.run_id,
+                                      run.tags.get(PREDICTION_TAG))
+        return ShadowLiveIOManager(base_dir, store)
+

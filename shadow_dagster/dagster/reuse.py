@@ -1,0 +1,129 @@
+"""`@shadow_reusable`: let a live run take a verified shadow output instead of computing the asset.
+
+Put it under `@asset` on a non-critical asset (`op_tags={"shadow_dagster/critical": "false"}` or the
+same asset tag) whose IO manager is `ShadowIOManager`. In a live run it computes the provenance key the
+step would produce, looks up a complete shadow output with that key, checks the file's sha256, and
+returns the stored value without running the body; the IO manager then promotes the file atomically
+into live storage. Any mismatch or unknown part runs the body. In a shadow run it runs the body and
+records its compute time. In both it first applies the critical-step guard.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from dagster import DataVersion, MetadataValue, Output
+from dagster._core.execution.plan.outputs import StepOutputHandle
+
+from shadow_dagster.dagster.critical import current_step_context, guard_step
+from shadow_dagster.dagster.io_manager import (
+    COMPUTE_SECONDS_META,
+    DATA_VERSION_META,
+    PROVENANCE_KEY_META,
+    ShadowLiveIOManager,
+    deserialize,
+)
+from shadow_dagster.dagster.step_provenance import compute_step_provenance
+from shadow_dagster.speculation.atomic import ContentMismatch
+from shadow_dagster.tags import REUSED_FROM, SECONDS_SAVED, is_shadow_run
+
+
+def _single_asset_key(step_context):
+    keys = list(step_context.get_output_asset_keys())
+    if len(keys) != 1:
+        raise TypeError(f"@shadow_reusable supports single-asset steps; step {step_context.step.key!r} "
+                        f"produces {len(keys)} assets")
+    return keys[0]
+
+
+def _io_manager(step_context, asset_key):
+    output_name = step_context.job_def.asset_layer.get_op_output_name(asset_key)
+    return step_context.get_io_manager(StepOutputHandle(step_context.step.key, output_name))
+
+
+def try_reuse(step_context, asset_key) -> Output | None:
+    """An Output carrying a verified shadow value for this live step, or None (then compute)."""
+    io = _io_manager(step_context, asset_key)
+    if not isinstance(io, ShadowLiveIOManager):
+        step_context.log.debug("shadow reuse off: the asset's IO manager is not ShadowIOManager")
+        return None
+    prov = compute_step_provenance(step_context, asset_key, live_inputs_only=True)
+    if prov.key is None:
+        step_context.log.info(f"shadow reuse refused for {prov.asset_key}: {prov.reason}")
+        return None
+    out = io.store.get_reusable(prov.key)
+    if out is None or out.asset_key != prov.asset_key or out.partition_key != prov.partition_key:
+        return None
+    try:
+        value = deserialize(io.store.read(out))
+    except (ContentMismatch, FileNotFoundError) as exc:
+        step_context.log.warning(f"shadow output {prov.key} failed verification ({exc}); recomputing")
+        return None
+    step_context.log.info(f"reusing shadow output of run {out.run_id} for {prov.asset_key}")
+    return Output(
+        value,
+        output_name=step_context.job_def.asset_layer.get_op_output_name(asset_key),
+        metadata={REUSED_FROM: MetadataValue.dagster_run(out.run_id),
+                  SECONDS_SAVED: float(out.compute_seconds or 0.0),
+                  PROVENANCE_KEY_META: prov.key},
+        data_version=DataVersion(out.data_version) if out.data_version else None,
+    )
+
+
+def _as_output(result: Any, extra: dict, output_name: str) -> Any:
+    """Return an Output carrying `extra` metadata (MaterializeResult and the like pass through)."""
+    if isinstance(result, Output):
+        if result.data_version is not None and extra:
+            extra = {**extra, DATA_VERSION_META: result.data_version.value}
+        if not extra:
+            return result
+        return Output(result.value, output_name=result.output_name, metadata={**result.metadata, **extra},
+                      data_version=result.data_version, tags=result.tags)
+    if type(result).__name__ == "MaterializeResult":
+        return result
+    return Output(result, output_name=output_name, metadata=extra)
+
+
+def _output_annotation(fn: Callable[..., Any]) -> Any:
+    """Output[T] for a function annotated T, so Dagster accepts the Output objects the wrapper returns."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - unresolved hints fall back to an untyped Output
+        hints = {}
+    ret = hints.get("return", inspect.Parameter.empty)
+    if ret is inspect.Parameter.empty or ret is Any:
+        return Output
+    if ret is Output or typing.get_origin(ret) is Output:
+        return ret
+    return Output[ret]
+
+
+def shadow_reusable(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator for a single-asset body (use under @asset): guard, reuse in live runs, timing in shadow runs."""
+    if inspect.isgeneratorfunction(fn) or inspect.iscoroutinefunction(fn):
+        raise TypeError(f"@shadow_reusable needs a plain function that returns its value; {fn.__name__} "
+                        "is a generator or coroutine")
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        step = current_step_context()
+        guard_step(step)
+        asset_key = _single_asset_key(step)
+        if not is_shadow_run(step.run_tags):
+            reused = try_reuse(step, asset_key)
+            if reused is not None:
+                return reused
+        output_name = step.job_def.asset_layer.get_op_output_name(asset_key)
+        started = time.perf_counter()
+        result = fn(*args, **kwargs)
+        extra = {COMPUTE_SECONDS_META: time.perf_counter() - started} if is_shadow_run(step.run_tags) else {}
+        return _as_output(result, extra, output_name)
+
+    wrapper.__annotations__ = {**getattr(fn, "__annotations__", {}), "return": _output_annotation(fn)}
+    wrapper.__shadow_guarded__ = True
+    return wrapper

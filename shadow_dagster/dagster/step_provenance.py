@@ -1,0 +1,69 @@
+"""The provenance key a running Dagster step would give one of its assets.
+
+Input data versions are read from the step's own data version cache, i.e. exactly the values that
+Dagster records on the materialization as `dagster/input_data_version/<key>`. Shared by the shadow
+IO manager (shadow writes) and the reuse wrapper (live lookups) so both compute the same key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dagster import AssetKey
+
+from shadow_dagster.speculation.provenance import ProvenanceUnknown, provenance_key
+from shadow_dagster.tags import is_shadow_run
+
+
+@dataclass(frozen=True)
+class StepProvenance:
+    """A provenance key, or the reason it is unknown; `input_runs` maps input asset -> producing run."""
+
+    key: str | None
+    reason: str | None
+    asset_key: str
+    partition_key: str | None
+    input_runs: dict[str, str]
+
+
+def step_partition_key(step_context, asset_key: AssetKey) -> str | None:
+    """The single partition of `asset_key` this step writes, None if unpartitioned; raises ProvenanceUnknown."""
+    output_name = step_context.job_def.asset_layer.get_op_output_name(asset_key)
+    if not step_context.has_asset_partitions_for_output(output_name):
+        return None
+    start, end = step_context.asset_partition_key_range_for_output(output_name)
+    if start != end:
+        raise ProvenanceUnknown(f"step writes the partition range {start}..{end}; only single partitions are keyed")
+    return str(start)
+
+
+def compute_step_provenance(step_context, asset_key: AssetKey, *, live_inputs_only: bool) -> StepProvenance:
+    """Compute the key. With `live_inputs_only`, an input last materialised by a shadow run other than
+    this run makes the key unknown (its data may not be in live storage)."""
+    name = asset_key.to_user_string()
+    input_runs: dict[str, str] = {}
+    partition = None
+    try:
+        partition = step_partition_key(step_context, asset_key)
+        node = step_context.job_def.asset_layer.get(asset_key)
+        versions: dict[str, str | None] = {}
+        shadow_cache: dict[str, bool] = {}
+        for parent in sorted(node.parent_keys, key=lambda k: k.to_user_string()):
+            pname = parent.to_user_string()
+            info = step_context.maybe_fetch_and_get_input_asset_version_info(parent)
+            if info is None:
+                raise ProvenanceUnknown(f"input {pname} has never been materialised or observed")
+            versions[pname] = info.data_version.value if info.data_version is not None else None
+            input_runs[pname] = info.run_id
+            if live_inputs_only and info.run_id != step_context.run_id:
+                if info.run_id not in shadow_cache:
+                    run = step_context.instance.get_run_by_id(info.run_id)
+                    shadow_cache[info.run_id] = bool(run is not None and is_shadow_run(run.tags))
+                if shadow_cache[info.run_id]:
+                    raise ProvenanceUnknown(
+                        f"input {pname} was last materialised by shadow run {info.run_id}, not live")
+        key = provenance_key(asset_key=name, partition_key=partition, code_version=node.code_version,
+                             input_data_versions=versions, config=step_context.op_config)
+        return StepProvenance(key, None, name, partition, input_runs)
+    except ProvenanceUnknown as exc:
+        return StepProvenance(None, exc.reason, name, partition, input_runs)

@@ -1,0 +1,1 @@
+"""Speculation core: provenance keys, shadow outputs, policy and planner (pure Python, no Dagster)."""
