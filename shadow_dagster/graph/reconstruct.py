@@ -25,6 +25,7 @@ several kinds, the edge keeps the strongest type (data > trigger > order) and on
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -108,14 +109,14 @@ def build_workflow_graph(
                 cases_by_activity[event.activity].add(case.case_id)
         runs = _runs(case)
         for run_events in runs:
+            finished = _Finished(run_events)
             for event in run_events:
-                done_before = {p.activity for p in run_events
-                               if p is not event and p.end is not None and p.end <= event.start}
                 explained = False
-                for source in sorted(upstream[event.activity] & done_before):
-                    take(source, event.activity, "data", case.case_id)
-                    explained = True
-                pred = _immediate_predecessor(event, run_events)
+                for source in sorted(upstream[event.activity]):
+                    if finished.first_end.get(source, math.inf) <= event.start:
+                        take(source, event.activity, "data", case.case_id)
+                        explained = True
+                pred = finished.predecessor(event)
                 if pred is not None and (not explained or pred.activity == event.activity):
                     take(pred.activity, event.activity, "order", case.case_id)
         for run_a, run_b in zip(runs, runs[1:]):
@@ -188,15 +189,23 @@ def _runs(case: Case) -> list[list[Event]]:
     return sorted(runs, key=lambda events: events[0].start)
 
 
-def _immediate_predecessor(event: Event, run_events: list[Event]) -> Event | None:
-    best, best_key = None, None
-    for index, other in enumerate(run_events):
-        if other is event or other.end is None or other.end > event.start:
-            continue
-        key = (other.end, other.start, index)
-        if best_key is None or key > best_key:
-            best, best_key = other, key
-    return best
+class _Finished:
+    """The finished attempts of one run, indexed by end time (O(log n) predecessor look-up)."""
+
+    def __init__(self, run_events: list[Event]):
+        self.by_end = sorted(((e.end, e.start, i, e) for i, e in enumerate(run_events)
+                              if e.end is not None), key=lambda x: x[:3])
+        self.ends = [item[0] for item in self.by_end]
+        self.first_end: dict[str, float] = {}
+        for end, _, _, e in self.by_end:
+            self.first_end.setdefault(e.activity, end)
+
+    def predecessor(self, event: Event) -> Event | None:
+        """The attempt with the latest (end, start, input position) whose end <= event.start."""
+        k = bisect.bisect_right(self.ends, event.start) - 1
+        while k >= 0 and self.by_end[k][3] is event:
+            k -= 1
+        return self.by_end[k][3] if k >= 0 else None
 
 
 def _end_or_start(event: Event) -> float:
