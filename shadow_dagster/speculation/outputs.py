@@ -233,8 +233,12 @@ class ShadowOutputStore:
                 (self.root / r.relpath).unlink(missing_ok=True)
         return len(rows)
 
-    def gc(self) -> int:
-        """Remove temp files and files no reusable row points to; returns the number of files removed."""
+    def gc(self, older_than_s: float = 3600.0) -> int:
+        """Remove temp files and files no reusable row points to, once older than `older_than_s`
+        (so that writes in progress are left alone); returns the number of files removed."""
+        import time
+
+        cutoff = time.time() - older_than_s
         objects = self.root / "objects"
         if not objects.exists():
             return 0
@@ -243,8 +247,8 @@ class ShadowOutputStore:
                 shadow_outputs.c.status.in_(REUSABLE)))}
         removed = 0
         for path in objects.rglob("*"):
-            if path.is_file() and (path.name.startswith(TEMP_PREFIX)
-                                   or str(path.relative_to(self.root)) not in live):
+            if path.is_file() and path.stat().st_mtime <= cutoff and (
+                    path.name.startswith(TEMP_PREFIX) or str(path.relative_to(self.root)) not in live):
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
