@@ -152,3 +152,14 @@ def test_group_by_workflow_keeps_order():
 def test_bad_input_is_named(cases, edges, info, message):
     with pytest.raises(ValueError, match=message):
         build_workflow_graph(cases, edges, info)
+
+
+def test_graph_package_is_pure():
+    import subprocess
+    import sys
+
+    code = ("import sys, shadow_dagster.graph; "
+            "bad = sorted(m for m in sys.modules if m == 'dagster' or m.startswith('dagster.')); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

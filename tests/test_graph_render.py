@@ -7,7 +7,7 @@ import pytest
 
 from shadow_dagster.cases import Case, Event
 from shadow_dagster.graph.reconstruct import build_workflow_graph
-from shadow_dagster.graph.render import node_order, render_markdown, text_diagram
+from shadow_dagster.graph.render import node_order, render_markdown, summary, text_diagram
 
 from tests.test_graph_reconstruct import ETL_EDGES, etl_cases
 
@@ -59,3 +59,8 @@ def test_long_tables_are_cut_and_bad_input_is_named():
     assert "| … | 3 more |" in md and "| … | 2 more |" in md
     with pytest.raises(ValueError, match="needs a networkx.DiGraph, got dict"):
         render_markdown({})
+
+
+def test_summary_counts_for_metadata():
+    assert summary(etl_graph()) == {"nodes": 5, "edges": 6, "data_edges": 4, "order_edges": 2,
+                                    "trigger_edges": 0, "executed_nodes": 5, "cases": 3, "runs": 3}

@@ -12,10 +12,10 @@ where ``with_steps=True``.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 
 from shadow_dagster.cases import Case
-from shadow_dagster.graph.reconstruct import executed
+from shadow_dagster.graph.reconstruct import executed, group_by_workflow
 
 SEP = " → "
 
@@ -110,10 +110,7 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None, max_rows:
 
 
 def _by_workflow(cases: list[Case]) -> dict[str, list[Case]]:
-    groups: dict[str, list[Case]] = defaultdict(list)
-    for case in cases:
-        groups[case.workflow].append(case)
-    return dict(sorted(groups.items(), key=lambda kv: str(kv[0])))
+    return dict(sorted(group_by_workflow(cases).items(), key=lambda kv: str(kv[0])))
 
 
 def _check_cases(cases) -> None:

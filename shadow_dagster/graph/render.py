@@ -12,6 +12,17 @@ import networkx as nx
 ARROWS = {"data": "──▶", "order": "┄┄▶", "trigger": "══▶"}
 
 
+def summary(graph: nx.DiGraph) -> dict[str, int]:
+    """Counts for numeric metadata: nodes, edges, edges per type, executed nodes, cases, runs."""
+    counts = {"nodes": graph.number_of_nodes(), "edges": graph.number_of_edges()}
+    for kind in ARROWS:
+        counts[f"{kind}_edges"] = sum(1 for *_, d in graph.edges(data=True) if d.get("type") == kind)
+    counts["executed_nodes"] = sum(1 for _, d in graph.nodes(data=True) if d.get("executions"))
+    counts["cases"] = int(graph.graph.get("cases", 0))
+    counts["runs"] = int(graph.graph.get("runs", 0))
+    return counts
+
+
 def node_order(graph: nx.DiGraph) -> list[list[str]]:
     """Layers of node names: topological generations of the condensation, cycles kept together."""
     condensed = nx.condensation(graph)
