@@ -148,6 +148,8 @@ def test_group_by_workflow_keeps_order():
     ([], [("a",)], None, r"definition_edges\[0\] must be a \(source, target\) pair"),
     ([], None, {"a": []}, r"node_info\['a'\] must be a dict"),
     ([], None, {"a": {"pool": 3}}, r"node_info\['a'\]\['pool'\] has type int"),
+    ([], None, {"a": {"mean": 3}}, r"node_info\['a'\] sets \['mean'\], which history computes"),
+    ([Case("c", "w"), Case("c", "w")], None, None, r"cases\[1\]: case_id 'c' appears twice"),
 ])
 def test_bad_input_is_named(cases, edges, info, message):
     with pytest.raises(ValueError, match=message):

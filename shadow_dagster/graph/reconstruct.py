@@ -38,6 +38,8 @@ from shadow_dagster.cases import Case, Event
 STATUSES = frozenset({"success", "failure", "skipped", "canceled", "running"})
 TIMED = frozenset({"success", "failure"})   # attempts whose duration is a full execution time
 DEP_TYPES = ("data", "trigger", "order")   # strongest first
+RESERVED = frozenset({"task", "n", "mean", "p50", "p95", "min", "max", "executions", "cases",
+                      "share", "statuses", "executors", "intensity_mean"})
 NODE_INFO_KEYS = {
     "op": str, "job": str, "required_resources": list, "pool": str, "concurrency_key": str,
     "tags": dict, "critical": bool, "cpu": (int, float, str), "memory": (int, float, str),
@@ -78,8 +80,7 @@ def build_workflow_graph(
     data_edges = _validate_edges(definition_edges or [])
     info = _validate_node_info(node_info or {})
 
-    graph = nx.DiGraph(workflow=workflow, cases=len(cases),
-                       runs=sum(len(_runs(c)) for c in cases))
+    graph = nx.DiGraph(workflow=workflow, cases=len(cases), runs=0)
     for name in sorted(set(info) | {n for edge in data_edges for n in edge}):
         _add_node(graph, name)
     for source, target in data_edges:
@@ -108,6 +109,7 @@ def build_workflow_graph(
             if executed(event):
                 cases_by_activity[event.activity].add(case.case_id)
         runs = _runs(case)
+        graph.graph["runs"] += len(runs)
         for run_events in runs:
             finished = _Finished(run_events)
             for event in run_events:
@@ -215,10 +217,14 @@ def _end_or_start(event: Event) -> float:
 def _validate_cases(cases) -> str | None:
     if not isinstance(cases, list):
         raise ValueError(f"cases must be a list of Case, got {type(cases).__name__}")
-    workflows = set()
+    workflows, seen = set(), set()
     for i, case in enumerate(cases):
         if not isinstance(case, Case):
             raise ValueError(f"cases[{i}] must be a Case, got {type(case).__name__}")
+        if case.case_id in seen:
+            raise ValueError(f"cases[{i}]: case_id {case.case_id!r} appears twice; "
+                             "merge the events of one workflow instance into one Case")
+        seen.add(case.case_id)
         workflows.add(case.workflow)
         for j, event in enumerate(case.events):
             where = f"case {case.case_id!r} event {j}"
@@ -266,6 +272,9 @@ def _validate_node_info(node_info) -> dict[str, dict]:
             raise ValueError(f"node_info key {name!r} must be a non-empty step key")
         if not isinstance(attrs, dict):
             raise ValueError(f"node_info[{name!r}] must be a dict, got {type(attrs).__name__}")
+        reserved = sorted(RESERVED & set(attrs))
+        if reserved:
+            raise ValueError(f"node_info[{name!r}] sets {reserved}, which history computes")
         for key, expected in NODE_INFO_KEYS.items():
             value = attrs.get(key)
             if value is not None and not isinstance(value, expected):
