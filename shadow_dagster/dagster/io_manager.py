@@ -97,8 +97,8 @@ class ShadowLiveIOManager(PickledObjectFilesystemIOManager):
         self.make_directory(path.parent)
         try:
             size = atomic_copy(out.path, str(path), out.content_hash)
-        except (ContentMismatch, FileNotFoundError) as exc:
-            context.log.warning(f"shadow output {key} changed before promotion ({exc}); writing the value")
+        except (ContentMismatch, OSError) as exc:  # the verified value is still written below
+            context.log.warning(f"promotion of shadow output {key} failed ({exc}); writing the value")
             return False
         self.store.mark_promoted(key)
         context.add_output_metadata({"path": MetadataValue.path(str(path)), OUTPUT_BYTES: size})
