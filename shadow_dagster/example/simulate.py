@@ -63,3 +63,35 @@ def simulate(instance: DagsterInstance, days: int, runs_per_day: int, fast: bool
                 request = chain_request(instance.get_run_by_id(result.run_id))
                 job_name, tags = (request.job_name, dict(request.tags)) if request else (None, {})
     return run_ids
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m shadow_dagster.example.simulate --days N --runs-per-day M [--full] [--if-empty]`."""
+    import argparse
+
+    from dagster import DagsterRunStatus, RunsFilter
+
+    parser = argparse.ArgumentParser(description="Seed the DAGSTER_HOME instance with example runs.")
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--runs-per-day", type=int, default=1)
+    parser.add_argument("--full", action="store_true", help="compute at $SHADOW_DAGSTER_EXAMPLE_SCALE, "
+                        "not the fast scale")
+    parser.add_argument("--if-empty", action="store_true", help="do nothing when ingest_job already ran")
+    args = parser.parse_args(argv)
+    with DagsterInstance.get() as instance:
+        done = instance.get_run_records(RunsFilter(job_name=FIRST_JOB, statuses=[DagsterRunStatus.SUCCESS]),
+                                        limit=1)
+        if args.if_empty and done:
+            print("history present, not seeding")
+            return 0
+
+        def show(i: int, total: int, what: str) -> None:
+            print(f"[{i}/{total}] {what}", flush=True)
+
+        ids = simulate(instance, args.days, args.runs_per_day, fast=not args.full, progress=show)
+    print(f"seeded {len(ids)} runs")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
