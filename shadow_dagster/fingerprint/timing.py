@@ -1,0 +1,157 @@
+"""Per-step durations, start-to-start intervals, time-to-completion and resource counts.
+
+Each distribution keeps n, mean and 101 quantiles (0, 1, ..., 100 %), enough for p50/p95 and for
+the conditional expectation used by ETAs: E[X - e | X > e], the time still to wait for something
+that usually takes X when e seconds have already passed.
+
+- duration[a]: end - start of step a, when the end is known (CSV logs have no ends).
+- interval[a]: from the start of a to the start of the next step of the same instance (to the
+  instance's end for its last step); pair[(a, b)] is the same restricted to a followed by b
+  (kept when seen at least MIN_PAIR times).
+- remaining[a]: from the start of a to the end of its instance; total: whole instance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..cases import Case
+from .symbols import END
+
+GRID = np.linspace(0.0, 1.0, 101)
+MIN_PAIR = 5
+
+
+@dataclass
+class Dist:
+    """Empirical distribution summarised by count, mean and 101 quantiles (seconds)."""
+
+    n: int
+    mean: float
+    quantiles: np.ndarray
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> Dist:
+        values = np.asarray(values, dtype=np.float64)
+        return cls(len(values), float(values.mean()), np.quantile(values, GRID))
+
+    @property
+    def p50(self) -> float:
+        return float(self.quantiles[50])
+
+    @property
+    def p95(self) -> float:
+        return float(self.quantiles[95])
+
+    def expected_remaining(self, elapsed: float | None = None) -> float:
+        """E[X - e | X > e] from the quantiles; 0 once e exceeds every observed value."""
+        e = max(0.0, float(elapsed or 0.0))
+        if e <= 0.0:
+            return self.mean
+        above = self.quantiles[self.quantiles > e]
+        return float((above - e).mean()) if len(above) else 0.0
+
+    def summary(self) -> dict:
+        return {"n": self.n, "mean": round(self.mean, 3), "p50": round(self.p50, 3),
+                "p95": round(self.p95, 3)}
+
+
+def _frame(cases: Sequence[Case]) -> pd.DataFrame:
+    rows = []
+    for ci, case in enumerate(cases):
+        evs = case.events
+        if not evs:
+            continue
+        case_end = max(e.end if e.end is not None else e.start for e in evs)
+        for i, e in enumerate(evs):
+            nxt = evs[i + 1] if i + 1 < len(evs) else None
+            rows.append((ci, e.activity, e.start, e.duration,
+                         (nxt.start if nxt else case_end) - e.start,
+                         nxt.activity if nxt else END, case_end - e.start, e.resource))
+    return pd.DataFrame(rows, columns=["case", "activity", "start", "duration", "interval",
+                                       "next", "remaining", "resource"])
+
+
+class Timing:
+    """Duration, interval and remaining-time distributions per step, plus resource counts."""
+
+    def __init__(self, duration: dict[str, Dist], interval: dict[str, Dist],
+                 pair: dict[tuple[str, str], Dist], remaining: dict[str, Dist],
+                 total: Dist | None, resources: dict[str, dict[str, int]]):
+        self.duration, self.interval, self.pair = duration, interval, pair
+        self.remaining, self.total, self.resources = remaining, total, resources
+
+    @classmethod
+    def from_cases(cls, cases: Sequence[Case]) -> Timing:
+        df = _frame(cases)
+        if df.empty:
+            return cls({}, {}, {}, {}, None, {})
+        dur = df.dropna(subset=["duration"])
+        duration = {a: Dist.of(g.to_numpy()) for a, g in dur.groupby("activity")["duration"]}
+        interval = {a: Dist.of(g.to_numpy()) for a, g in df.groupby("activity")["interval"]}
+        remaining = {a: Dist.of(g.to_numpy()) for a, g in df.groupby("activity")["remaining"]}
+        pair = {(a, b): Dist.of(g.to_numpy())
+                for (a, b), g in df.groupby(["activity", "next"])["interval"]
+                if len(g) >= MIN_PAIR}
+        firsts = df.groupby("case").agg(start=("start", "min"), end=("remaining", "first"))
+        total = Dist.of(firsts["end"].to_numpy())      # remaining at the first step = whole case
+        res = df.dropna(subset=["resource"])
+        resources: dict[str, dict[str, int]] = {}
+        for (a, r), n in res.groupby(["activity", "resource"]).size().items():
+            resources.setdefault(str(a), {})[str(r)] = int(n)
+        return cls(duration, interval, pair, remaining, total, resources)
+
+    def eta(self, last: str | None, nxt: str, elapsed: float | None = None) -> float | None:
+        """Expected seconds until `nxt` starts, `elapsed` seconds after `last` started."""
+        if last is None:
+            return 0.0
+        dist = self.pair.get((last, nxt)) or self.interval.get(last)
+        return None if dist is None else dist.expected_remaining(elapsed)
+
+    def expected_remaining(self, last: str | None, elapsed: float | None = None) -> float | None:
+        """Expected seconds until the instance ends (from its start when nothing ran yet)."""
+        dist = self.total if last is None else self.remaining.get(last)
+        return None if dist is None else dist.expected_remaining(elapsed)
+
+    def summary(self) -> dict:
+        acts = sorted(set(self.interval) | set(self.duration))
+        return {
+            "steps": {a: {"duration": self.duration[a].summary() if a in self.duration else None,
+                          "interval": self.interval[a].summary() if a in self.interval else None,
+                          "resources": self.resources.get(a, {})} for a in acts},
+            "instance_duration": self.total.summary() if self.total else None,
+        }
+
+    # ---------------------------------------------------------- serialisation
+    def state(self, prefix: str) -> tuple[dict, dict[str, np.ndarray]]:
+        groups = {"duration": list(self.duration.items()), "interval": list(self.interval.items()),
+                  "pair": [(list(k), v) for k, v in self.pair.items()],
+                  "remaining": list(self.remaining.items()),
+                  "total": [("*", self.total)] if self.total else []}
+        meta = {"keys": {g: [k for k, _ in items] for g, items in groups.items()},
+                "resources": self.resources}
+        arrays = {}
+        for g, items in groups.items():
+            arrays[f"{prefix}{g}_n"] = np.array([d.n for _, d in items], dtype=np.int64)
+            arrays[f"{prefix}{g}_mean"] = np.array([d.mean for _, d in items], dtype=np.float64)
+            arrays[f"{prefix}{g}_q"] = (np.stack([d.quantiles for _, d in items]) if items
+                                        else np.empty((0, len(GRID))))
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict, arrays, prefix: str) -> Timing:
+        out = {}
+        for g, keys in meta["keys"].items():
+            n, mean, q = (arrays[f"{prefix}{g}_n"], arrays[f"{prefix}{g}_mean"],
+                          arrays[f"{prefix}{g}_q"])
+            if not (len(n) == len(mean) == len(q) == len(keys)) or q.shape[1:] != GRID.shape:
+                raise ValueError(f"timing group {g!r}: arrays do not match its {len(keys)} keys")
+            out[g] = {(tuple(k) if isinstance(k, list) else k): Dist(int(a), float(b), np.asarray(c))
+                      for k, a, b, c in zip(keys, n, mean, q)}
+        return cls(out["duration"], out["interval"], out["pair"], out["remaining"],
+                   out["total"].get("*"), {a: {r: int(c) for r, c in rs.items()}
+                                           for a, rs in meta["resources"].items()})
