@@ -1,7 +1,8 @@
 """The provenance key a running Dagster step would give one of its assets.
 
-Input data versions are read from the step's own data version cache, i.e. exactly the values that
-Dagster records on the materialization as `dagster/input_data_version/<key>`. Shared by the shadow
+Input identities are read from the step's own data version cache, i.e. exactly the values that
+Dagster records on the materialization as `dagster/input_data_version/<key>` and
+`dagster/input_event_pointer/<key>` (data version plus the storage id of that materialization). Shared by the shadow
 IO manager (shadow writes) and the reuse wrapper (live lookups) so both compute the same key.
 """
 
@@ -53,7 +54,11 @@ def compute_step_provenance(step_context, asset_key: AssetKey, *, live_inputs_on
             info = step_context.maybe_fetch_and_get_input_asset_version_info(parent)
             if info is None:
                 raise ProvenanceUnknown(f"input {pname} has never been materialised or observed")
-            versions[pname] = info.data_version.value if info.data_version is not None else None
+            # Dagster's default (logical) data version ignores config and content, so the key also
+            # pins the exact upstream materialization (its storage id): a re-materialised input
+            # never matches, whatever its data version says.
+            dv = info.data_version.value if info.data_version is not None else None
+            versions[pname] = f"{dv}@{info.storage_id}" if dv and dv not in ("UNKNOWN", "NULL") else dv
             input_runs[pname] = info.run_id
             if live_inputs_only and info.run_id != step_context.run_id:
                 if info.run_id not in shadow_cache:
