@@ -177,9 +177,9 @@ def _clean(pi: np.ndarray, A: np.ndarray, B: np.ndarray):
     return pi, A, B
 
 
-def state_candidates(vocab: Vocabulary, factors: Sequence[float] = (0.5, 1.0, 1.5),
-                     max_states: int = 96) -> list[int]:
-    """K candidates around the vocabulary size V (activities + END): V/2, V, 1.5 V by default."""
+def state_candidates(vocab: Vocabulary, factors: Sequence[float] = (0.5, 1.0, 1.5, 2.0),
+                     max_states: int = 128) -> list[int]:
+    """K candidates around the vocabulary size V (activities + END): V/2, V, 1.5 V, 2 V."""
     V = vocab.n_activities + 1
     ks = {min(max_states, max(2, math.ceil(f * V))) for f in factors}
     return sorted(ks)

@@ -7,10 +7,11 @@ How `Fingerprint.fit` chooses its predictor (no peeking at the data it reports o
    first-order Markov (`markov1`), k-gram models of order 2..k with backoff, the same conditioned on
    run metadata (all attribute keys with more than one value, and each key alone when there are
    2-4 of them), the HMM (K and seed chosen on validation log-loss) and a mixture
-   `w * best k-gram + (1 - w) * HMM` with w in 0.1..0.9 chosen on validation log-loss. The best baseline on validation
-   top-1 (markov1, kgram(k), hmm; then top-3, then the simplest) is chosen unless another candidate
-   beats it significantly (McNemar one-sided z >= 1.645 on the validation prefixes), so on
-   validation it is never worse than the best baseline and noise cannot pick an exotic model.
+   `w * best k-gram + (1 - w) * HMM` with w in 0.1..0.9 chosen on validation log-loss. The best
+   baseline on validation top-1 (markov1 or kgram(k), then top-3, then the simpler) is chosen
+   unless another candidate beats it significantly (McNemar one-sided z >= 1.645 on the validation
+   prefixes); the best of those significant challengers wins. So on validation the choice is never
+   worse than the best baseline, and noise cannot pick an exotic model.
 3. The chosen configuration and the baselines are refitted on train and scored on the held-out
    set (at most its newest 5,000 instances): that is `report`, the held-out top-1/top-3.
 4. The deployed models are refitted on every instance of the window (the HMM warm-started).
@@ -180,10 +181,10 @@ def history_hash(cases: Sequence[Case], **params) -> str:
 def _select(fit: list[Case], val: list[Case], k: int, seed: int, keys: list[str]):
     """Fit candidates on `fit`, score them on `val`; return (chosen spec, table, hmm, trials).
 
-    The best baseline on validation (markov1, kgram(k), hmm) is kept unless another candidate
-    (other orders, conditioned, mixture) beats it significantly: McNemar's one-sided z >= Z_SWITCH
-    over the prefixes one gets right and the other wrong. A small validation slice therefore
-    cannot swap in a candidate whose advantage is noise.
+    The best baseline on validation (markov1 or kgram(k), unconditioned) is kept unless another
+    candidate (other orders, conditioned, HMM, mixture) beats it significantly: McNemar's one-sided
+    z >= Z_SWITCH over the prefixes one gets right and the other wrong. A small validation slice
+    therefore cannot swap in a candidate whose advantage is noise.
     """
     comps = Components.fit(fit, k, [()] + ([tuple(keys)] if keys else [])
                            + ([(key,) for key in keys] if 2 <= len(keys) <= 4 else []))
@@ -212,7 +213,6 @@ def _select(fit: list[Case], val: list[Case], k: int, seed: int, keys: list[str]
         hmm, trials = select_hmm(vocab, [vocab.encode(c.activities) for c in fit], vseqs,
                                  seeds=(seed, seed + 1))
         p_hmm = hmm.proba_prefixes(vseqs)
-        baselines.append(len(table))
         score({"kind": "hmm"}, p_hmm)
         best_m = max(range(len(candidates)),
                      key=lambda i: (table[i]["top1"], table[i]["top3"], -i))

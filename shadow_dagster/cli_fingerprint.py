@@ -1,0 +1,89 @@
+"""`shadow-dagster fingerprint ...`: evaluate on a CSV event log, show a saved fingerprint.
+
+The integrator adds `fingerprint` to the main CLI group (and the Dagster-store commands `fit` and
+`show JOB`). With --json the last output line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .fingerprint import CITATION, Fingerprint, FingerprintFormatError, evaluate_log, read_event_log
+
+
+def _table(rows: list[tuple], headers: tuple) -> str:
+    cells = [tuple(str(c) for c in headers)] + [tuple("-" if c is None else str(c) for c in r)
+                                                for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+@click.group(name="fingerprint")
+def fingerprint() -> None:
+    """Workflow fingerprints: next-step models of how instances run."""
+
+
+@fingerprint.command(name="eval")
+@click.option("--log", "log_path", required=True, type=click.Path(dir_okay=False),
+              help="CSV event log with columns case_id, activity, timestamp[, resource].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
+@click.option("--k", default=3, show_default=True, type=click.IntRange(1, 8),
+              help="Order of the k-gram baseline (and highest order the fingerprint tries).")
+@click.option("--seed", default=0, show_default=True, type=int, help="HMM random seed.")
+def eval_cmd(log_path: str, as_json: bool, k: int, seed: int) -> None:
+    """Next-activity accuracy of the fingerprint and its baselines on an event log
+    (temporal split: first two thirds of cases train, every prefix of the rest is predicted)."""
+    try:
+        cases = read_event_log(log_path)
+        result = evaluate_log(cases, k=k, seed=seed)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    rows = [("fingerprint", result["predictor"], result["fingerprint"]["top1"],
+             result["fingerprint"]["top3"]),
+            ("markov1", "first-order Markov", result["markov1"]["top1"], result["markov1"]["top3"]),
+            ("kgram", f"order {k} with backoff", result["kgram"]["top1"], result["kgram"]["top3"])]
+    hmm = result["hmm"]
+    rows.append(("hmm", f"K={hmm['K']}" if hmm else "not fitted", hmm and hmm["top1"],
+                 hmm and hmm["top3"]))
+    click.echo(f"{log_path}: {len(cases)} cases; {result['cases']} test cases, "
+               f"{result['prefixes']} prefixes (end of case included)")
+    click.echo(_table(rows, ("model", "what", "top1", "top3")))
+    if "receipt" in log_path.lower():
+        click.echo(f"Log: {CITATION}")
+
+
+@fingerprint.command(name="show")
+@click.option("--path", "path", required=True, type=click.Path(dir_okay=False),
+              help="A fingerprint file written by Fingerprint.save().")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def show_cmd(path: str, as_json: bool) -> None:
+    """Summary and held-out accuracy of a saved fingerprint."""
+    try:
+        fp = Fingerprint.load(path)
+    except FingerprintFormatError as exc:
+        raise click.ClickException(str(exc)) from None
+    summary = fp.summary()
+    if as_json:
+        click.echo(json.dumps(summary, default=str))
+        return
+    click.echo(f"workflow {summary['workflow']!r}: {summary['instances']} instances, "
+               f"{summary['vocabulary']} steps, predictor {summary['predictor']}")
+    if summary["reason"]:
+        click.echo(f"no prediction: {summary['reason']}")
+    held = summary["heldout"]
+    rows = [(name, held[name].get("top1"), held[name].get("top3"))
+            for name in ("fingerprint", "markov1", "kgram", "kgram_conditioned", "hmm")
+            if isinstance(held.get(name), dict)]
+    if rows:
+        click.echo(f"held-out (newest {held['cases']} instances, {held['prefixes']} prefixes):")
+        click.echo(_table(rows, ("model", "top1", "top3")))
+    elif held.get("note"):
+        click.echo(held["note"])
+    click.echo(f"content hash {summary['content_hash']}")
