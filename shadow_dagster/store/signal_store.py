@@ -39,9 +39,12 @@ class SignalStore:
         self.engine = create_engine(self.url)
         self.backend = self.engine.dialect.name
         self.timescale = False
-        self._insert = (pg_insert if self.backend == "postgresql" else sqlite_insert)(
-            schema.signals
-        ).on_conflict_do_nothing()
+        cols = ", ".join(schema.COLUMNS)
+        if self.backend == "postgresql":
+            self._insert_sql = f"insert into shadow_signals ({cols}) values %s on conflict do nothing"
+        else:
+            marks = ", ".join("?" * len(schema.COLUMNS))
+            self._insert_sql = f"insert into shadow_signals ({cols}) values ({marks}) on conflict do nothing"
         self._guard(self._create)
 
     # -- set-up -------------------------------------------------------------------------------
@@ -112,13 +115,27 @@ class SignalStore:
         def run():
             with self.engine.begin() as conn:
                 if rows:
-                    conn.execute(self._insert, [r._asdict() for r in rows])
+                    self._insert_rows(conn, rows)
                 if _after_rows is not None:
                     _after_rows()
                 if cursor is not None:
                     self._save_cursor(conn, *cursor)
 
         self._guard(run)
+
+    def _insert_rows(self, conn, rows: Sequence[SignalRow]) -> None:
+        # The DBAPI's own bulk path (execute_values / executemany) on the transaction's connection:
+        # SQLAlchemy's per-row parameter handling would cost more than the database itself.
+        cur = conn.connection.dbapi_connection.cursor()
+        try:
+            if self.backend == "postgresql":
+                from psycopg2.extras import execute_values
+
+                execute_values(cur, self._insert_sql, rows, page_size=len(rows))
+            else:
+                cur.executemany(self._insert_sql, rows)
+        finally:
+            cur.close()
 
     def _save_cursor(self, conn, name: str, value: int) -> None:
         ins = (pg_insert if self.backend == "postgresql" else sqlite_insert)(schema.cursors)
