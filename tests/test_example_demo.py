@@ -1,0 +1,76 @@
+"""scripts/demo.sh for real: seeds a history, serves `dagster dev`, prints the URL."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "demo.sh"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop the script's whole process group (dagster dev and its children)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=5)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def test_demo_refuses_a_busy_port(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PORT": str(port), "DEMO_HOME": str(tmp_path / "home")})
+    assert done.returncode == 1
+    assert f"port {port} is already in use" in done.stderr and "make demo PORT=" in done.stderr
+    assert not (tmp_path / "home").exists()
+
+
+@pytest.mark.slow
+def test_demo_seeds_history_and_serves_the_ui(tmp_path, monkeypatch):
+    from dagster import DagsterInstance, DagsterRunStatus
+
+    port, home, log = _free_port(), tmp_path / "home", tmp_path / "demo.log"
+    env = {**os.environ, "PORT": str(port), "DEMO_HOME": str(home), "DEMO_DAYS": "2",
+           "SHADOW_DAGSTER_EXAMPLE_SCALE": "0.02"}
+    env.pop("DAGSTER_HOME", None)
+    with log.open("w") as out:
+        proc = subprocess.Popen(["bash", str(SCRIPT)], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240                  # a bound on waiting, not an assertion
+        while f"http://127.0.0.1:{port}" not in log.read_text() and proc.poll() is None:
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        assert proc.poll() is None, log.read_text()[-3000:]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=10) as response:
+            assert b"dagster_webserver_version" in response.read()
+        assert (home / "dagster.yaml").read_text() == (ROOT / "dagster.yaml").read_text()
+        assert (home / "event_log.db").exists()              # consolidated event storage in use
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
+        with DagsterInstance.get() as instance:
+            runs = instance.get_runs()
+            assert sorted(r.job_name for r in runs) == sorted(["ingest_job", "train_job", "notify_job"] * 2)
+            assert all(r.status == DagsterRunStatus.SUCCESS for r in runs)
+    finally:
+        _stop(proc)
