@@ -1,0 +1,39 @@
+"""Signals -> cases: attempts, chains under one workflow key, attributes."""
+
+from shadow_dagster.signals.cases import activity_label, case_attrs, cases_from_signals
+from shadow_dagster.signals.model import Signal
+
+
+def sig(run, step, tsa, transitions, job="a", wf="w1", tags=None):
+    return Signal(kind="step" if step else "run", run_id=run, step_key=step, job_name=job, workflow_key=wf,
+                  tsa=tsa, transitions=transitions, state=1 if transitions[-1] in ("start", "restart") else 0,
+                  tags=tags)
+
+
+def test_chain_of_two_jobs_is_one_case_with_one_event_per_attempt():
+    signals = [
+        sig("r1", None, [0, 10_000], ["start", "success"], tags={"dagster/partition": "2026-11-21"}),
+        sig("r1", "x", [1000, 2000, 3000, 4000], ["start", "retry", "restart", "success"]),
+        sig("r1", "y", [5000], ["skipped"]),
+        sig("r2", None, [20_000, 30_000], ["start", "success"], job="b"),
+        sig("r2", "z", [21_000], ["start"], job="b"),
+        sig("r3", None, [0, 1], ["start", "success"], wf="other"),
+    ]
+    cases = cases_from_signals(signals)
+    assert [c.case_id for c in cases] == ["w1"]  # r3 has no steps: no case
+    case = cases[0]
+    assert case.workflow == "a"
+    assert [(e.activity, e.status, e.start, e.end) for e in case.events] == [
+        ("a/x", "failure", 1.0, 2.0),
+        ("a/x", "success", 3.0, 4.0),
+        ("a/y", "skipped", 5.0, 5.0),
+        ("b/z", "running", 21.0, None),
+    ]
+    assert case.attrs == {"backfill": "no", "trigger": "manual", "day": "weekend"}  # 2026-11-21 is a Saturday
+    assert [e.activity for e in cases_from_signals(signals, executed_only=True)[0].events] == ["a/x", "a/x", "b/z"]
+
+
+def test_case_attrs_read_backfill_and_trigger_tags():
+    attrs = case_attrs({"dagster/backfill": "abc", "dagster/schedule_name": "daily"}, 1795610454.0)
+    assert attrs == {"backfill": "yes", "trigger": "schedule", "day": "weekday"}
+    assert activity_label("job", "op.nested") == "job/op.nested"
