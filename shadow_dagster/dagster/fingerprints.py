@@ -1,0 +1,51 @@
+"""Where fitted fingerprints live on disk, shared by the assets, the sensor and the CLI."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from shadow_dagster.fingerprint import Fingerprint, FingerprintFormatError
+
+ENV_DIR = "SHADOW_DAGSTER_FINGERPRINT_DIR"
+SUFFIX = ".fingerprint"
+
+
+def fingerprint_dir(root: str | os.PathLike | None = None) -> Path:
+    """`root`, else $SHADOW_DAGSTER_FINGERPRINT_DIR, else $DAGSTER_HOME/shadow_dagster/fingerprints."""
+    if root is not None:
+        return Path(root)
+    if os.environ.get(ENV_DIR):
+        return Path(os.environ[ENV_DIR])
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        raise RuntimeError(f"set DAGSTER_HOME or {ENV_DIR} to say where fingerprints are stored")
+    return Path(home) / "shadow_dagster" / "fingerprints"
+
+
+def fingerprint_path(workflow: str, root: str | os.PathLike | None = None) -> Path:
+    """The file of `workflow`'s fingerprint (the name is made filesystem-safe)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", workflow)[:200] or "_"
+    return fingerprint_dir(root) / f"{safe}{SUFFIX}"
+
+
+def load_fingerprint(workflow: str, root: str | os.PathLike | None = None) -> Fingerprint | None:
+    """The stored fingerprint of `workflow`, or None when none was fitted yet."""
+    path = fingerprint_path(workflow, root)
+    return Fingerprint.load(path) if path.exists() else None
+
+
+def load_fingerprints(root: str | os.PathLike | None = None) -> dict[str, Fingerprint]:
+    """Every readable stored fingerprint by workflow; unreadable files raise FingerprintFormatError."""
+    directory = fingerprint_dir(root)
+    found: dict[str, Fingerprint] = {}
+    if not directory.exists():
+        return found
+    for path in sorted(directory.glob(f"*{SUFFIX}")):
+        fp = Fingerprint.load(path)
+        found[fp.workflow] = fp
+    return found
+
+
+__all__ = ["FingerprintFormatError", "fingerprint_dir", "fingerprint_path", "load_fingerprint", "load_fingerprints"]
