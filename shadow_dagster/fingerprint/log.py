@@ -41,6 +41,7 @@ def read_event_log(path: str | os.PathLike, *, workflow: str | None = None) -> l
 
 def cases_from_frame(df: pd.DataFrame, *, workflow: str, source: str = "event log") -> list[Case]:
     """Build ordered Cases from a frame with columns case_id, activity, timestamp[, resource]."""
+    df = df.fillna("")
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
@@ -67,7 +68,7 @@ def cases_from_frame(df: pd.DataFrame, *, workflow: str, source: str = "event lo
         "case_id": df["case_id"].to_numpy(),
         "activity": df["activity"].to_numpy(),
         "t": seconds.to_numpy(dtype=np.float64),
-        "resource": (df["resource"].astype(str).str.strip().replace("", None).to_numpy()
+        "resource": ([v or None for v in df["resource"].astype(str).str.strip()]
                      if "resource" in df.columns else None),
         "row": np.arange(len(df)),
     })
@@ -86,5 +87,5 @@ def cases_from_frame(df: pd.DataFrame, *, workflow: str, source: str = "event lo
             current = Case(case_id=str(cid), workflow=workflow)
             cases.append(current)
         current.events.append(Event(activity=str(act), start=float(t), end=None,
-                                    resource=None if res is None else str(res)))
+                                    resource=res if isinstance(res, str) and res else None))
     return cases
