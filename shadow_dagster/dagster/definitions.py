@@ -2,30 +2,97 @@
 
 from __future__ import annotations
 
-from dagster import Definitions
+from pathlib import Path
 
+from dagster import (
+    AssetSelection,
+    DefaultScheduleStatus,
+    Definitions,
+    RunRequest,
+    ScheduleEvaluationContext,
+    SkipReason,
+    define_asset_job,
+    schedule,
+)
+
+from shadow_dagster.dagster.history_assets import build_history_assets, signals_spec
 from shadow_dagster.dagster.resources import SignalStoreResource
 from shadow_dagster.dagster.sensors import build_signal_sensor
 
 STORE_RESOURCE_KEY = "shadow_signal_store"
+REFIT_JOB = "shadow_dagster_refit"
+
+
+def _output_dir() -> Path:
+    from shadow_dagster.dagster.fingerprints import fingerprint_dir
+
+    return fingerprint_dir().parent
+
+
+def build_refit_schedule(job, store: SignalStoreResource, *, cron: str, min_new_runs: int):
+    """Adaptive refit: on each cron tick, refit only when enough runs finished since the last refit."""
+
+    @schedule(
+        name="shadow_dagster_refit_schedule",
+        cron_schedule=cron,
+        job=job,
+        default_status=DefaultScheduleStatus.RUNNING,
+        description=f"Refits graphs, patterns and fingerprints once {min_new_runs} new run(s) finished",
+    )
+    def _refit(context: ScheduleEvaluationContext):
+        from dagster import DagsterRunStatus, RunsFilter
+
+        last = context.instance.get_runs(
+            filters=RunsFilter(job_name=job.name, statuses=[DagsterRunStatus.SUCCESS]), limit=1
+        )
+        since_ms = int(last[0].create_timestamp.timestamp() * 1000) if last else None
+        new = store.get_store().count_finished_runs(since_ms=since_ms, exclude_jobs=[job.name])
+        if new < min_new_runs:
+            return SkipReason(f"history unchanged enough: {new} run(s) finished since the last refit")
+        return RunRequest(run_key=None, tags={"shadow_dagster/refit_new_runs": str(new)})
+
+    return _refit
 
 
 def shadow_definitions(
+    user_defs: Definitions | None = None,
     *,
     store_url: str | None = None,
     resolution_ms: int = 1000,
     retention_days: float = 30.0,
+    window_days: float = 30.0,
     page_size: int = 2000,
     sensor_interval_seconds: int = 15,
+    refit_cron: str = "*/10 * * * *",
+    refit_min_new_runs: int = 1,
 ) -> Definitions:
-    """Definitions to merge into yours: `Definitions.merge(my_defs, shadow_definitions())`.
+    """Definitions to merge into yours: `Definitions.merge(my_defs, shadow_definitions(my_defs))`.
 
-    Invalid values (resolution outside 1 ms..60 s, a malformed URL) raise here, at load time.
+    `user_defs` (optional) lets the history assets read your job definitions for data edges when
+    runs carry no repository (in-process execution). Invalid values (resolution outside
+    1 ms..60 s, a malformed URL, a non-positive window) raise here, at load time.
     """
+    if not (isinstance(window_days, (int, float)) and window_days > 0):
+        raise ValueError(f"window_days must be a positive number of days, got {window_days!r}")
+    if retention_days < window_days:
+        raise ValueError(
+            f"retention_days ({retention_days}) is shorter than window_days ({window_days}): the "
+            "fingerprint window would read signals that retention already deleted"
+        )
     store = SignalStoreResource(
         url=store_url, resolution_ms=resolution_ms, retention_days=retention_days, page_size=page_size
     )
+
+    def user_jobs() -> list:
+        return list(user_defs.get_repository_def().get_all_jobs()) if user_defs is not None else []
+
+    history = build_history_assets(window_days=window_days, jobs=user_jobs, output_dir=_output_dir)
+    refit_job = define_asset_job(REFIT_JOB, selection=AssetSelection.assets(*history),
+                                 description="Refit shadow-dagster's graphs, patterns and fingerprints")
     return Definitions(
+        assets=[signals_spec, *history],
+        jobs=[refit_job],
+        schedules=[build_refit_schedule(refit_job, store, cron=refit_cron, min_new_runs=refit_min_new_runs)],
         sensors=[build_signal_sensor(minimum_interval_seconds=sensor_interval_seconds)],
         resources={STORE_RESOURCE_KEY: store},
     )

@@ -214,6 +214,23 @@ class SignalStore:
             found = [s for s in found if s.step_key == step_key]
         return found
 
+    def count_finished_runs(self, *, since_ms: int | None = None, exclude_jobs=()) -> int:
+        """Runs that ended (success, failure, canceled) after `since_ms`, other jobs than `exclude_jobs`."""
+        t = schema.signals
+        q = sa.select(sa.func.count()).where(
+            t.c.kind == "run", t.c.transition.in_(["success", "failure", "canceled"])
+        )
+        if since_ms is not None:
+            q = q.where(t.c.ts_ms > since_ms)
+        if exclude_jobs:
+            q = q.where(t.c.job_name.not_in(list(exclude_jobs)))
+
+        def run():
+            with self.engine.connect() as conn:
+                return int(conn.execute(q).scalar_one())
+
+        return self._guard(run)
+
     def count(self) -> int:
         def run():
             with self.engine.connect() as conn:

@@ -1,0 +1,181 @@
+"""Assets that learn from the signal store: workflow graphs, execution patterns, fingerprints.
+
+All three read the signals of the rolling window, turn them into cases (one per workflow
+instance, see shadow_dagster.signals.cases) and write their results under
+$DAGSTER_HOME/shadow_dagster/ (node-link JSON graphs, fingerprint files). They return
+MaterializeResult with metadata only, so they work whatever IO manager the user configured.
+"""
+
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResult, MetadataValue, asset
+from dagster import TableColumn, TableRecord, TableSchema
+
+from shadow_dagster.cases import Case
+from shadow_dagster.dagster.fingerprints import fingerprint_dir, fingerprint_path, load_fingerprint
+from shadow_dagster.dagster.resources import SignalStoreResource
+from shadow_dagster.fingerprint import Fingerprint
+from shadow_dagster.graph import build_workflow_graph, execution_patterns, render_markdown, save_graph, summary
+from shadow_dagster.graph.patterns import markdown_table
+from shadow_dagster.signals.cases import cases_from_signals
+
+GROUP = "shadow_dagster"
+SIGNALS_KEY = AssetKey("shadow_signals")
+DAY_S = 86_400.0
+
+signals_spec = AssetSpec(
+    SIGNALS_KEY,
+    group_name=GROUP,
+    description="Run and step signals ingested by shadow_signal_sensor into the signal store.",
+    kinds={"sql"},
+)
+
+
+def window_cases(store_resource: SignalStoreResource, window_days: float, *, executed_only: bool,
+                 now_s: float | None = None) -> dict[str, list[Case]]:
+    """Cases of the rolling window, grouped by workflow."""
+    now_s = time.time() if now_s is None else now_s
+    store = store_resource.get_store()
+    since_ms = int((now_s - window_days * DAY_S) * 1000)
+    cases = cases_from_signals(store.signals(since_ms=since_ms), executed_only=executed_only)
+    grouped: dict[str, list[Case]] = {}
+    for case in cases:
+        grouped.setdefault(case.workflow, []).append(case)
+    return grouped
+
+
+def _table(rows: list[dict], columns: list[str]) -> MetadataValue:
+    schema = TableSchema(columns=[TableColumn(c, "float" if isinstance(rows[0].get(c), float) else
+                                              "int" if isinstance(rows[0].get(c), int) else "string")
+                                  for c in columns]) if rows else TableSchema(columns=[TableColumn(c) for c in columns])
+    return MetadataValue.table(records=[TableRecord({c: r.get(c) for c in columns}) for r in rows], schema=schema)
+
+
+def _job_definitions(context: AssetExecutionContext, fallback: Callable[[], list]) -> list:
+    """Jobs of the code location (from the run's repository, else the user definitions given)."""
+    try:
+        return list(context.repository_def.get_all_jobs())
+    except Exception:  # noqa: BLE001 - in-process runs carry no repository definition
+        return fallback()
+
+
+def build_history_assets(*, window_days: float, jobs: Callable[[], list], output_dir: Callable[[], Path]):
+    """The three history assets; `jobs()` lists the user's job definitions for data edges."""
+
+    @asset(
+        name="workflow_graph",
+        group_name=GROUP,
+        deps=[SIGNALS_KEY],
+        description="Per-workflow DAG from job definitions and observed history (node-link JSON).",
+        kinds={"networkx"},
+    )
+    def workflow_graph(context: AssetExecutionContext, shadow_signal_store: SignalStoreResource):
+        from shadow_dagster.dagster.job_graph import definition_graph
+
+        grouped = window_cases(shadow_signal_store, window_days, executed_only=False)
+        job_defs = {j.name: j for j in _job_definitions(context, jobs)}
+        out = output_dir() / "graphs"
+        out.mkdir(parents=True, exist_ok=True)
+        metadata: dict = {"workflows": len(grouped), "window_days": window_days}
+        sections, rows = [], []
+        for workflow, cases in sorted(grouped.items()):
+            edges, info = [], {}
+            for job_name in sorted({e.job for c in cases for e in c.events if e.job}):
+                if job_name in job_defs:
+                    e, i = definition_graph(job_defs[job_name], prefix=f"{job_name}/")
+                    edges += e
+                    info.update(i)
+            graph = build_workflow_graph(cases, edges, info)
+            path = out / f"{fingerprint_path(workflow, out).stem}.json"
+            save_graph(graph, path)
+            counts = summary(graph)
+            rows.append({"workflow": workflow, **counts, "path": str(path)})
+            metadata[f"{workflow}/nodes"] = counts["nodes"]
+            metadata[f"{workflow}/edges"] = counts["edges"]
+            sections.append(render_markdown(graph, title=workflow, max_rows=60))
+        metadata["graphs"] = _table(rows, ["workflow", "nodes", "edges", "data_edges", "order_edges",
+                                           "trigger_edges", "cases", "runs", "path"])
+        metadata["diagram"] = MetadataValue.md("\n\n".join(sections) or "no workflow history in the window yet")
+        metadata["directory"] = MetadataValue.path(str(out))
+        return MaterializeResult(metadata=metadata)
+
+    @asset(
+        name="execution_patterns",
+        group_name=GROUP,
+        deps=[SIGNALS_KEY],
+        description="Frequent step sequences (n-grams with support) and run variants per workflow.",
+        kinds={"pandas"},
+    )
+    def execution_patterns_asset(context: AssetExecutionContext, shadow_signal_store: SignalStoreResource):
+        grouped = window_cases(shadow_signal_store, window_days, executed_only=False)
+        cases = [c for group in grouped.values() for c in group]
+        patterns = execution_patterns(cases) if cases else {"sequences": [], "variants": []}
+        seqs, variants = patterns["sequences"], patterns["variants"]
+        return MaterializeResult(
+            metadata={
+                "workflows": len(grouped),
+                "instances": len(cases),
+                "frequent_sequences": len(seqs),
+                "variants": len(variants),
+                "sequences_table": _table(seqs[:200], ["workflow", "sequence", "n", "cases", "support"]),
+                "variants_table": _table(variants[:100], ["workflow", "variant", "length", "count", "share"]),
+                "variants_md": MetadataValue.md(markdown_table(variants, max_rows=30) if variants else "no runs yet"),
+            }
+        )
+
+    @asset(
+        name="workflow_fingerprint",
+        group_name=GROUP,
+        deps=[SIGNALS_KEY, AssetKey("workflow_graph")],
+        description="Per-workflow next-step model (Markov with backoff, HMM, durations) with held-out accuracy.",
+        kinds={"hmmlearn"},
+    )
+    def workflow_fingerprint(context: AssetExecutionContext, shadow_signal_store: SignalStoreResource):
+        grouped = window_cases(shadow_signal_store, window_days, executed_only=True)
+        directory = fingerprint_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        metadata: dict = {"workflows": len(grouped), "window_days": window_days}
+        rows = []
+        for workflow, cases in sorted(grouped.items()):
+            fitted, refit = fit_or_reuse(workflow, cases, window_days)
+            s = fitted.summary()
+            held = s["heldout"]
+            row = {"workflow": workflow, "instances": s["instances"], "predictor": s["predictor"] or "-",
+                   "refit": "yes" if refit else "no (history unchanged)", "reason": s["reason"] or ""}
+            for name in ("fingerprint", "markov1", "kgram", "hmm"):
+                entry = held.get(name) if isinstance(held, dict) else None
+                for k in ("top1", "top3"):
+                    value = entry.get(k) if isinstance(entry, dict) else None
+                    row[f"{name}_{k}"] = value
+                    if value is not None:
+                        metadata[f"{workflow}/{name}_{k}"] = float(value)
+            rows.append(row)
+            metadata[f"{workflow}/instances"] = s["instances"]
+        cols = ["workflow", "instances", "predictor", "fingerprint_top1", "fingerprint_top3", "markov1_top1",
+                "kgram_top1", "hmm_top1", "refit", "reason"]
+        metadata["accuracy"] = _table(rows, cols)
+        metadata["accuracy_md"] = MetadataValue.md(
+            markdown_table(rows, columns=cols) if rows else "no workflow history in the window yet"
+        )
+        metadata["directory"] = MetadataValue.path(str(directory))
+        return MaterializeResult(metadata=metadata)
+
+    return [workflow_graph, execution_patterns_asset, workflow_fingerprint]
+
+
+def fit_or_reuse(workflow: str, cases: list[Case], window_days: float) -> tuple[Fingerprint, bool]:
+    """(fingerprint, refitted): the stored one when it was fitted on exactly this history."""
+    from shadow_dagster.fingerprint import history_hash
+
+    now = max((max(e.end if e.end is not None else e.start for e in c.events) for c in cases), default=0.0)
+    params = {"window_days": window_days, "now": now, "k": 3, "seed": 0}
+    kept = [c for c in cases if c.start >= now - window_days * DAY_S]
+    stored = load_fingerprint(workflow)
+    if stored is not None and stored.history == history_hash(sorted(kept, key=lambda c: c.start), **params):
+        return stored, False
+    fitted = Fingerprint.fit(cases, window_days=window_days, now=now, k=3, seed=0)
+    fitted.save(fingerprint_path(workflow))
+    return fitted, True

@@ -1,0 +1,126 @@
+"""The history assets on real runs: graph, patterns and fingerprint from ingested signals."""
+
+import json
+
+import dagster as dg
+import pytest
+
+from shadow_dagster.dagster.definitions import REFIT_JOB, shadow_definitions
+from shadow_dagster.dagster.fingerprints import fingerprint_path
+from shadow_dagster.dagster.ingest import ingest
+from shadow_dagster.fingerprint import Fingerprint
+from shadow_dagster.store.signal_store import SignalStore
+
+
+class BranchConfig(dg.Config):
+    weekend: bool = False
+
+
+@dg.op(out={"weekday": dg.Out(is_required=False), "weekend": dg.Out(is_required=False)})
+def extract(config: BranchConfig):
+    yield dg.Output(1, "weekend" if config.weekend else "weekday")
+
+
+@dg.op
+def full_load(x):
+    return x
+
+
+@dg.op
+def light_load(x):
+    return x
+
+
+@dg.op
+def publish(a, b):
+    return 1
+
+
+@dg.op(ins={"a": dg.In(dg.Nothing)})
+def report():
+    return 2
+
+
+@dg.job
+def nightly():
+    wd, we = extract()
+    report(publish(full_load(wd), light_load(we)))
+
+
+def history(instance, n=12):
+    for i in range(n):
+        weekend = i % 3 == 2
+        nightly.execute_in_process(
+            instance=instance,
+            run_config={"ops": {"extract": {"config": {"weekend": weekend}}}},
+            tags={"shadow_dagster/workflow": f"night-{i}"},
+        )
+
+
+@pytest.fixture
+def defs(tmp_path, dagster_home):
+    user = dg.Definitions(jobs=[nightly])
+    return dg.Definitions.merge(user, shadow_definitions(user, store_url=f"sqlite:///{tmp_path / 's.db'}"))
+
+
+def refit(defs, instance):
+    result = defs.resolve_job_def(REFIT_JOB).execute_in_process(instance=instance)
+    assert result.success
+    return {m.asset_key.to_user_string(): m.metadata for m in result.asset_materializations_for_node("workflow_graph")
+            + result.asset_materializations_for_node("execution_patterns")
+            + result.asset_materializations_for_node("workflow_fingerprint")}
+
+
+def test_history_assets_learn_graph_patterns_and_fingerprint(instance, defs, tmp_path):
+    history(instance)
+    store = SignalStore(f"sqlite:///{tmp_path / 's.db'}")
+    ingest(instance, store)
+    meta = refit(defs, instance)
+
+    graph_meta = meta["workflow_graph"]
+    assert graph_meta["workflows"].value == 1
+    # five steps, four data edges from the definition (the branch not taken still shows)
+    assert graph_meta["nightly/nodes"].value == 5
+    assert "nightly/extract" in graph_meta["diagram"].value
+    path = tmp_path / "dagster_home" / "shadow_dagster" / "graphs" / "nightly.json"
+    data = json.loads(path.read_text())
+    types = {(e["source"], e["target"]): e["type"] for e in data["edges"]}
+    assert types[("nightly/extract", "nightly/full_load")] == "data"
+    assert types[("nightly/publish", "nightly/report")] == "data"
+
+    patterns = meta["execution_patterns"]
+    assert patterns["instances"].value == 12
+    assert patterns["variants"].value == 2
+    variants = {r.data["variant"]: r.data["count"] for r in patterns["variants_table"].records}
+    assert sorted(variants.values()) == [4, 8]
+
+    fp_meta = meta["workflow_fingerprint"]
+    assert fp_meta["nightly/instances"].value == 12
+    fp = Fingerprint.load(fingerprint_path("nightly"))
+    prediction = fp.predict(["nightly/extract"])
+    assert prediction.ok and {s.activity for s in prediction.steps} >= {"nightly/full_load"}
+    assert fp_meta["accuracy"].records[0].data["refit"] == "yes"
+
+    # a refit on unchanged history is a no-op
+    again = refit(defs, instance)["workflow_fingerprint"]
+    assert again["accuracy"].records[0].data["refit"] == "no (history unchanged)"
+    assert Fingerprint.load(fingerprint_path("nightly")).content_hash == fp.content_hash
+
+
+def test_refit_schedule_skips_until_new_runs_finish(instance, defs, tmp_path):
+    store = SignalStore(f"sqlite:///{tmp_path / 's.db'}")
+    schedule = defs.get_repository_def().get_schedule_def("shadow_dagster_refit_schedule")
+    resources = {"shadow_signal_store": defs.get_repository_def().get_top_level_resources()["shadow_signal_store"]}
+    ctx = dg.build_schedule_context(instance=instance, resources=resources)
+    assert isinstance(schedule.evaluate_tick(ctx).skip_message, str)
+    history(instance, n=2)
+    ingest(instance, store)
+    requests = schedule.evaluate_tick(dg.build_schedule_context(instance=instance, resources=resources)).run_requests
+    assert len(requests) == 1 and requests[0].tags["shadow_dagster/refit_new_runs"] == "2"
+
+
+def test_window_and_retention_are_validated_at_load_time():
+    with pytest.raises(ValueError, match="window_days must be a positive"):
+        shadow_definitions(window_days=0)
+    with pytest.raises(ValueError, match="shorter than window_days"):
+        shadow_definitions(retention_days=7, window_days=30)
