@@ -149,3 +149,27 @@ def test_partition_keys_and_scale_validation(monkeypatch):
     with pytest.raises(ValueError, match=SCALE_ENV):
         scale_from_env()
     assert data.is_full_refresh_day(SUNDAY) and not data.is_full_refresh_day(MONDAY)
+
+
+def test_demo_instance_config_and_cli_validation(tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+    import sys
+
+    from dagster import DagsterInstance
+    from dagster._core.storage.event_log import ConsolidatedSqliteEventLogStorage
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with DagsterInstance.get() as instance:
+        assert isinstance(instance.event_log_storage, ConsolidatedSqliteEventLogStorage)
+        assert instance.run_coordinator.__class__.__name__ == "QueuedRunCoordinator"
+        assert instance.run_coordinator.get_run_queue_config().max_concurrent_runs == 4
+        assert not instance.telemetry_enabled
+    assert (home / "event_log.db").exists()
+    done = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate",
+                           "-w", "workspace.yaml"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Validation successful for code location shadow_dagster_example" in done.stderr + done.stdout
