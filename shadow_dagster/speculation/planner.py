@@ -1,0 +1,236 @@
+"""The planner: from a live instance's prediction to the shadow work worth launching (pure).
+
+Given the predicted next steps, what each activity ("job/step") materialises, which assets are
+already available to the instance, and the policy state, `plan(...)` returns `ShadowWork` items:
+one per predicted non-critical activity whose inputs exist, or are produced by other non-critical
+activities added to the same shadow run. Critical activities are never planned, not even as
+producers. Prediction ids are deterministic (workflow key + activity + fingerprint content hash),
+so a repeated plan names the same work and the same run key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from shadow_dagster.speculation.policy import PolicyState, expected_saving
+
+RUN_KEY_PREFIX = "shadow-"
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What an activity materialises and needs (asset keys as user strings, e.g. "a/b")."""
+
+    assets: tuple[str, ...]
+    critical: bool = True
+    deps: tuple[str, ...] = ()             # upstream asset keys of those assets (outside the step)
+    duration_s: float | None = None        # expected compute seconds
+    partitioned: bool = False
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A predicted future activity: probability of reaching it and seconds until it starts."""
+
+    activity: str
+    probability: float
+    eta_s: float | None
+    depth: int = 1                         # 1 = the very next step
+
+
+@dataclass(frozen=True)
+class ShadowWork:
+    """One shadow run to launch."""
+
+    prediction_id: str
+    run_key: str
+    workflow: str
+    workflow_key: str
+    activity: str
+    assets: tuple[str, ...]                # the whole selection: the activity's assets and producers
+    activities: tuple[str, ...]            # the activity first, then producers added for inputs
+    probability: float
+    eta_s: float | None
+    expected_saving_s: float
+    expected_cost_s: float
+    position: int                          # index in the live sequence the activity is expected at
+    partition_key: str | None = None
+
+
+@dataclass
+class Plan:
+    """Work to launch, and why other candidates were left out (activity -> reason)."""
+
+    work: list[ShadowWork] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def prediction_id(workflow_key: str, activity: str, fingerprint_hash: str) -> str:
+    """Deterministic id of "this instance will run this activity", under one fingerprint."""
+    for name, value in (("workflow_key", workflow_key), ("activity", activity),
+                        ("fingerprint_hash", fingerprint_hash)):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"prediction id needs a non-empty {name}, got {value!r}")
+    digest = hashlib.sha256("\x1f".join((workflow_key, activity, fingerprint_hash)).encode()).hexdigest()
+    return digest[:32]
+
+
+def expand(predict: Callable[[Sequence[str]], Iterable[tuple[str, float, float | None]]],
+           prefix: Sequence[str], *, horizon: int = 2, min_probability: float = 0.05,
+           branch: int = 3) -> list[Candidate]:
+    """Roll a one-step predictor forward `horizon` steps along its `branch` likeliest next steps.
+
+    `predict(prefix)` yields (activity, probability, eta seconds). A path's probability is the
+    product along it and its ETA the sum; paths below `min_probability` are cut. Each activity keeps
+    its likeliest path (an activity already in the prefix is not a future step).
+    """
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+        raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
+    best: dict[str, Candidate] = {}
+    seen = set(prefix)
+    frontier = [(list(prefix), 1.0, 0.0)]
+    for depth in range(1, horizon + 1):
+        nxt = []
+        for path, p, eta in frontier:
+            ranked = sorted(predict(path), key=lambda s: -s[1])[:branch]
+            for activity, q, step_eta in ranked:
+                prob = p * q
+                if prob < min_probability:
+                    continue
+                total_eta = None if eta is None or step_eta is None else eta + step_eta
+                if activity not in seen:
+                    old = best.get(activity)
+                    if old is None or prob > old.probability:
+                        best[activity] = Candidate(activity, round(prob, 6), total_eta, depth)
+                nxt.append((path + [activity], prob, total_eta))
+        frontier = nxt
+    return sorted(best.values(), key=lambda c: (-c.probability, c.depth, c.activity))
+
+
+def _producers(catalog: Mapping[str, StepInfo]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for activity, info in catalog.items():
+        for asset in info.assets:
+            out.setdefault(asset, activity)
+    return out
+
+
+def _closure(activity: str, catalog: Mapping[str, StepInfo], producer: Mapping[str, str],
+             available: set[str]) -> tuple[list[str], str | None]:
+    """Activities one shadow run must execute to produce `activity`, or (.., reason) if impossible."""
+    order: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(act: str) -> str | None:
+        if act in order:
+            return None
+        if act in visiting:
+            return f"dependency cycle through {act}"
+        info = catalog.get(act)
+        if info is None:
+            return f"{act} is not an asset step"
+        if info.critical:
+            return f"{act} is critical"
+        visiting.add(act)
+        own = set(info.assets)
+        for dep in info.deps:
+            if dep in available or dep in own:
+                continue
+            src = producer.get(dep)
+            if src is None:
+                return f"input {dep} does not exist yet and no step produces it"
+            problem = visit(src)
+            if problem:
+                return f"input {dep}: {problem}"
+        visiting.discard(act)
+        order.append(act)
+        return None
+
+    reason = visit(activity)
+    return ([], reason) if reason else (order[::-1], None)
+
+
+def plan(
+    *,
+    workflow: str,
+    workflow_key: str,
+    fingerprint_hash: str,
+    candidates: Sequence[Candidate],
+    catalog: Mapping[str, StepInfo],
+    available: Iterable[str],
+    done: Iterable[str] = (),
+    policy: PolicyState,
+    prefix_length: int = 0,
+    in_flight_total: int = 0,
+    in_flight_workflow: int = 0,
+    already_launched: Iterable[str] = (),
+    partition_key: str | None = None,
+    launch_overhead_s: float = 0.0,
+    default_duration_s: float = 1.0,
+) -> Plan:
+    """Shadow work for one workflow instance, best expected value first, within the policy's caps.
+
+    `available`: asset keys the instance can read now (materialised by its finished steps, or
+    produced outside this workflow). `done`: activities the instance already started (never
+    re-planned). `already_launched`: prediction ids with a shadow run already (skipped, and they
+    do not take capacity again: count them in `in_flight_*`).
+    """
+    if not isinstance(catalog, Mapping):
+        raise TypeError("catalog must map activity -> StepInfo")
+    available = set(available)
+    done = set(done)
+    launched = set(already_launched)
+    producer = _producers(catalog)
+    out = Plan()
+    scored: list[tuple[float, ShadowWork]] = []
+    for cand in candidates:
+        act = cand.activity
+        if act in done:
+            out.skipped[act] = "already started by the live instance"
+            continue
+        info = catalog.get(act)
+        if info is None:
+            out.skipped[act] = "not an asset step (op steps cannot be selected by a RunRequest)"
+            continue
+        if info.critical:
+            out.skipped[act] = "critical: never pre-executed"
+            continue
+        if info.assets and set(info.assets) <= available:
+            out.skipped[act] = "its assets already exist for this instance"
+            continue
+        acts, reason = _closure(act, catalog, producer, available)
+        if reason:
+            out.skipped[act] = reason
+            continue
+        pid = prediction_id(workflow_key, act, fingerprint_hash)
+        if pid in launched:
+            out.skipped[act] = "already launched"
+            continue
+        durations = [catalog[a].duration_s if catalog[a].duration_s is not None else default_duration_s
+                     for a in acts]
+        cost = float(sum(durations))
+        # the producers must finish first: the step itself is saved only if all of it finishes in time
+        saving = expected_saving(durations[0], None if cand.eta_s is None else max(
+            0.0, cand.eta_s - sum(durations[1:])), launch_overhead_s)
+        if not policy.worth_it(cand.probability, saving, cost):
+            out.skipped[act] = (f"policy: p={cand.probability:.3f} saving={saving:.2f}s cost={cost:.2f}s "
+                                f"below threshold {policy.threshold(saving, cost):.3f}")
+            continue
+        assets = tuple(dict.fromkeys(a for x in acts for a in catalog[x].assets))
+        partitioned = any(catalog[a].partitioned for a in acts)
+        work = ShadowWork(
+            prediction_id=pid, run_key=RUN_KEY_PREFIX + pid, workflow=workflow, workflow_key=workflow_key,
+            activity=act, assets=assets, activities=tuple(acts), probability=cand.probability,
+            eta_s=cand.eta_s, expected_saving_s=round(saving, 6), expected_cost_s=round(cost, 6),
+            position=prefix_length + cand.depth - 1,
+            partition_key=partition_key if partitioned else None)
+        scored.append((policy.net_value(cand.probability, saving, cost), work))
+    room = policy.capacity(in_flight_total, in_flight_workflow)
+    for i, (_, work) in enumerate(sorted(scored, key=lambda x: (-x[0], x[1].activity))):
+        if i < room:
+            out.work.append(work)
+        else:
+            out.skipped[work.activity] = "cap on concurrent shadow runs reached"
+    return out

@@ -1,0 +1,162 @@
+"""The speculation policy: when is pre-executing a predicted step worth its possible waste?
+
+Rule (pure, no Dagster). A candidate with predicted probability `p`, expected saving `S` seconds
+(live compute avoided if the guess is right) and expected cost `C` seconds (shadow compute thrown
+away if it is wrong) is launched only if
+
+    p' * S > (1 - p') * C * ratio
+
+where `p' = min(1, c * p)` is the probability corrected by the observed calibration `c`:
+
+    c = (hits + m) / (sum of predicted p over resolved launches + m)
+
+`hits / resolved` is the observed precision and `sum p / resolved` the precision the predictor
+promised, so `c` is their ratio, shrunk towards 1 by a prior of `m` pseudo-outcomes
+(`prior_strength`) and bounded to [`min_calibration`, `max_calibration`]. With no outcomes `c = 1`;
+when launched guesses come true less often than predicted, `c < 1` and the threshold on `p` rises;
+when they come true more often it falls. Only the newest `window` resolved outcomes count, so the
+policy follows drift. On top of that: `p` must reach `min_probability`, and launches are capped
+globally (`max_concurrent` shadow runs in flight) and per workflow instance (`max_per_workflow`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+
+def _positive(name: str, value, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return float(value)
+
+
+def _count(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Knobs of the policy; see the module docstring for the rule."""
+
+    ratio: float = 1.0             # waste aversion: 2.0 = a wasted second costs twice a saved one
+    max_concurrent: int = 4        # shadow runs in flight, all workflows together
+    max_per_workflow: int = 2      # shadow runs in flight for one workflow instance
+    min_probability: float = 0.05  # never launch below this raw probability
+    window: int = 100              # newest resolved outcomes the calibration looks at
+    prior_strength: float = 5.0    # pseudo-outcomes pulling the calibration towards 1
+    min_calibration: float = 0.25
+    max_calibration: float = 2.0
+
+    def __post_init__(self):
+        _positive("ratio", self.ratio)
+        _count("max_concurrent", self.max_concurrent)
+        _count("max_per_workflow", self.max_per_workflow)
+        if not 0.0 <= _positive("min_probability", self.min_probability, allow_zero=True) <= 1.0:
+            raise ValueError(f"min_probability must lie in [0, 1], got {self.min_probability!r}")
+        if _count("window", self.window) < 1:
+            raise ValueError("window must be at least 1 outcome")
+        _positive("prior_strength", self.prior_strength)
+        if not 0 < _positive("min_calibration", self.min_calibration) <= 1 <= _positive(
+                "max_calibration", self.max_calibration):
+            raise ValueError("calibration bounds must satisfy 0 < min_calibration <= 1 <= max_calibration")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A resolved launch: was the guess right, and what probability had been predicted."""
+
+    hit: bool
+    probability: float
+
+    def __post_init__(self):
+        if not 0.0 <= _positive("probability", self.probability, allow_zero=True) <= 1.0:
+            raise ValueError(f"probability must lie in [0, 1], got {self.probability!r}")
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    """What the policy has learned: the calibration of recent launches (newest last)."""
+
+    config: PolicyConfig = field(default_factory=PolicyConfig)
+    hits: int = 0
+    misses: int = 0
+    promised: float = 0.0   # sum of predicted probabilities over the same outcomes
+
+    @classmethod
+    def from_outcomes(cls, outcomes: Iterable[Outcome], config: PolicyConfig | None = None) -> PolicyState:
+        """State from resolved outcomes in time order; only the newest `config.window` count."""
+        config = config or PolicyConfig()
+        recent: Sequence[Outcome] = list(outcomes)[-config.window:]
+        for o in recent:
+            if not isinstance(o, Outcome):
+                raise TypeError(f"outcomes must be Outcome objects, got {type(o).__name__}")
+        hits = sum(1 for o in recent if o.hit)
+        return cls(config, hits, len(recent) - hits, sum(o.probability for o in recent))
+
+    @property
+    def precision(self) -> float | None:
+        """hits / (hits + misses) over the window, None before the first outcome."""
+        n = self.hits + self.misses
+        return self.hits / n if n else None
+
+    @property
+    def calibration(self) -> float:
+        m = self.config.prior_strength
+        c = (self.hits + m) / (self.promised + m)
+        return min(self.config.max_calibration, max(self.config.min_calibration, c))
+
+    def adjusted(self, probability: float) -> float:
+        return min(1.0, self.calibration * probability)
+
+    def threshold(self, saving_s: float = 1.0, cost_s: float = 1.0) -> float:
+        """The smallest raw probability that launches a candidate with this saving and cost."""
+        saving_s, cost_s = _positive("saving_s", saving_s, allow_zero=True), _positive("cost_s", cost_s, allow_zero=True)
+        if saving_s == 0:
+            return math.inf
+        weighted = cost_s * self.config.ratio
+        p_adj = weighted / (saving_s + weighted)          # p' * S = (1 - p') * C * ratio
+        return max(self.config.min_probability, p_adj / self.calibration)
+
+    def worth_it(self, probability: float, saving_s: float, cost_s: float) -> bool:
+        """True when p' * S > (1 - p') * C * ratio and p >= min_probability."""
+        if not 0.0 <= _positive("probability", probability, allow_zero=True) <= 1.0:
+            raise ValueError(f"probability must lie in [0, 1], got {probability!r}")
+        saving_s, cost_s = _positive("saving_s", saving_s, allow_zero=True), _positive("cost_s", cost_s, allow_zero=True)
+        if probability < self.config.min_probability or saving_s <= 0:
+            return False
+        p = self.adjusted(probability)
+        return p * saving_s > (1.0 - p) * cost_s * self.config.ratio
+
+    def net_value(self, probability: float, saving_s: float, cost_s: float) -> float:
+        """Expected seconds gained: p' * S - (1 - p') * C * ratio (ranks candidates)."""
+        p = self.adjusted(probability)
+        return p * saving_s - (1.0 - p) * cost_s * self.config.ratio
+
+    def capacity(self, in_flight_total: int, in_flight_workflow: int) -> int:
+        """How many more shadow runs a workflow instance may launch now."""
+        _count("in_flight_total", in_flight_total)
+        _count("in_flight_workflow", in_flight_workflow)
+        return max(0, min(self.config.max_concurrent - in_flight_total,
+                          self.config.max_per_workflow - in_flight_workflow))
+
+
+def expected_saving(duration_s: float, eta_s: float | None, launch_overhead_s: float = 0.0) -> float:
+    """Live seconds saved if the guess is right.
+
+    Reuse only happens when the shadow output is complete before the live run reaches the step (the
+    live run never waits), so the saving is `duration` when `eta >= overhead + duration`, 0 when
+    `eta <= overhead`, and linear in between (ETAs are estimates, not deadlines). An unknown ETA
+    counts as enough time.
+    """
+    d = _positive("duration_s", duration_s, allow_zero=True)
+    overhead = _positive("launch_overhead_s", launch_overhead_s, allow_zero=True)
+    if eta_s is None or d == 0:
+        return d
+    slack = _positive("eta_s", eta_s, allow_zero=True) - overhead
+    return d * min(1.0, max(0.0, slack / d))

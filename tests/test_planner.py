@@ -1,0 +1,120 @@
+"""The planner: only non-critical asset steps whose inputs exist (or are produced in the same run)."""
+
+import pytest
+
+from shadow_dagster.speculation.planner import (
+    Candidate, StepInfo, expand, plan, prediction_id,
+)
+from shadow_dagster.speculation.policy import PolicyConfig, PolicyState
+
+CATALOG = {
+    "etl/extract": StepInfo(("raw",), critical=True, duration_s=5),
+    "etl/publish": StepInfo(("published",), critical=True, deps=("raw",), duration_s=5),
+    "etl/clean": StepInfo(("clean",), critical=False, deps=("raw",), duration_s=4),
+    "etl/features": StepInfo(("features",), critical=False, deps=("clean",), duration_s=3),
+    "etl/report": StepInfo(("report",), critical=False, deps=("published",), duration_s=2),
+    "etl/model": StepInfo(("model",), critical=False, deps=("raw", "ext"), duration_s=6, partitioned=True),
+}
+POLICY = PolicyState(PolicyConfig(min_probability=0.0, max_concurrent=10, max_per_workflow=10))
+
+
+def run_plan(cands, available=("raw",), policy=POLICY, **kw):
+    return plan(workflow="etl", workflow_key="day-1", fingerprint_hash="fp1", candidates=cands,
+                catalog=CATALOG, available=available, policy=policy, **kw)
+
+
+def test_critical_steps_are_never_planned():
+    p = run_plan([Candidate("etl/publish", 0.99, 100)])
+    assert p.work == [] and "critical" in p.skipped["etl/publish"]
+
+
+def test_inputs_must_exist_or_be_produced_in_the_same_run():
+    p = run_plan([Candidate("etl/clean", 0.9, 100), Candidate("etl/features", 0.9, 100),
+                  Candidate("etl/report", 0.9, 100)])
+    by = {w.activity: w for w in p.work}
+    assert by["etl/clean"].assets == ("clean",)
+    # features needs clean, which the same shadow run produces (non-critical)
+    assert by["etl/features"].assets == ("features", "clean")
+    assert by["etl/features"].activities == ("etl/features", "etl/clean")
+    assert by["etl/features"].expected_cost_s == 7
+    # report needs published, made only by a critical step that has not run
+    assert "etl/report" not in by and "critical" in p.skipped["etl/report"]
+    # once published exists, report is plannable on its own
+    p2 = run_plan([Candidate("etl/report", 0.9, 100)], available=("raw", "published"))
+    assert [w.assets for w in p2.work] == [("report",)]
+
+
+def test_missing_external_input_blocks():
+    p = run_plan([Candidate("etl/model", 0.9, 100)])
+    assert p.work == [] and "ext" in p.skipped["etl/model"]
+    p = run_plan([Candidate("etl/model", 0.9, 100)], available=("raw", "ext"), partition_key="2024-01-01")
+    assert p.work[0].partition_key == "2024-01-01"
+    p = run_plan([Candidate("etl/clean", 0.9, 100)], partition_key="2024-01-01")
+    assert p.work[0].partition_key is None     # unpartitioned assets get no partition
+
+
+def test_ids_are_deterministic_and_depend_on_fingerprint():
+    a = run_plan([Candidate("etl/clean", 0.9, 100)]).work[0]
+    b = run_plan([Candidate("etl/clean", 0.7, 50)]).work[0]
+    assert a.prediction_id == b.prediction_id == prediction_id("day-1", "etl/clean", "fp1")
+    assert a.run_key == "shadow-" + a.prediction_id
+    assert prediction_id("day-1", "etl/clean", "fp2") != a.prediction_id
+    assert prediction_id("day-2", "etl/clean", "fp1") != a.prediction_id
+    with pytest.raises(ValueError):
+        prediction_id("", "etl/clean", "fp1")
+
+
+def test_done_existing_and_launched_are_skipped():
+    pid = prediction_id("day-1", "etl/clean", "fp1")
+    assert run_plan([Candidate("etl/clean", 0.9, 100)], already_launched=[pid]).work == []
+    assert run_plan([Candidate("etl/clean", 0.9, 100)], done=["etl/clean"]).work == []
+    assert run_plan([Candidate("etl/clean", 0.9, 100)], available=("raw", "clean")).work == []
+    assert "not an asset step" in run_plan([Candidate("etl/op_only", 0.9, 100)]).skipped["etl/op_only"]
+
+
+def test_policy_and_caps_choose_best_value_first():
+    strict = PolicyState(PolicyConfig(ratio=1.0, min_probability=0.0, max_concurrent=1, max_per_workflow=5))
+    p = run_plan([Candidate("etl/clean", 0.4, 100), Candidate("etl/features", 0.95, 100),
+                  Candidate("etl/model", 0.8, 100)], available=("raw", "ext"), policy=strict)
+    assert "policy" in p.skipped["etl/clean"]     # 0.4*4 < 0.6*4
+    assert [w.activity for w in p.work] == ["etl/model"]   # higher net value than features
+    assert "cap" in p.skipped["etl/features"]
+    assert run_plan([Candidate("etl/model", 0.8, 100)], available=("raw", "ext"), policy=strict,
+                    in_flight_total=1).work == []
+    # no time to finish before the live run needs it: no saving, no launch
+    p = run_plan([Candidate("etl/clean", 0.99, 0.0)], launch_overhead_s=1.0)
+    assert p.work == [] and "policy" in p.skipped["etl/clean"]
+
+
+def test_position_follows_depth():
+    w = run_plan([Candidate("etl/clean", 0.9, 100, depth=2)], prefix_length=3).work[0]
+    assert w.position == 4
+
+
+def test_expand_rolls_the_predictor_forward():
+    table = {
+        (): [("a", 1.0, 1.0)],
+        ("a",): [("b", 0.8, 2.0), ("c", 0.2, 2.0)],
+        ("a", "b"): [("d", 0.9, 3.0), ("e", 0.1, 3.0)],
+        ("a", "c"): [("e", 1.0, 1.0)],
+    }
+    cands = expand(lambda prefix: table.get(tuple(prefix), []), ["a"], horizon=2, min_probability=0.1)
+    by = {c.activity: c for c in cands}
+    assert by["b"].probability == pytest.approx(0.8) and by["b"].depth == 1
+    assert by["d"].probability == pytest.approx(0.72) and by["d"].eta_s == pytest.approx(5.0)
+    assert by["e"].probability == pytest.approx(0.2) and by["e"].depth == 2   # likeliest path kept
+    assert "a" not in by
+    assert [c.activity for c in cands][:2] == ["b", "d"]
+    assert "d" not in {c.activity for c in expand(lambda p: table.get(tuple(p), []), ["a"], horizon=1)}
+    with pytest.raises(ValueError):
+        expand(lambda p: [], ["a"], horizon=0)
+
+
+def test_planner_has_no_dagster_import():
+    import subprocess
+    import sys
+
+    code = ("import sys, shadow_dagster.speculation.planner, shadow_dagster.speculation.policy; "
+            "print('dagster' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
