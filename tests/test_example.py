@@ -94,6 +94,22 @@ def test_simulated_days_run_both_jobs_and_both_branches(instance):
     rows = instance.get_latest_materialization_event(AssetKey("raw_orders")).asset_materialization.metadata["rows"]
     assert rows.value < 5_000
 
+    # data versions are content hashes: a re-run of a day reproduces them, another day differs
+    _ingest(instance, MONDAY, {WORKFLOW_TAG: "daily_pipeline:2025-03-10#2"})
+    monday_versions = _data_versions(instance, "demand_features", MONDAY)
+    assert len(monday_versions) == 2 and len(set(monday_versions)) == 1
+    assert _data_versions(instance, "demand_features", SUNDAY) != monday_versions[:1]
+    stored = defs.load_asset_value(AssetKey("demand_features"), partition_key=MONDAY, instance=instance)
+    assert monday_versions[0] == data.content_hash(stored)
+
+
+def _data_versions(instance, asset, partition):
+    from dagster import AssetRecordsFilter
+
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=[partition]), limit=10).records
+    return [r.asset_materialization.tags["dagster/data_version"] for r in records]
+
 
 def _ingest(instance, partition, tags):
     result = defs.resolve_job_def("ingest_job").execute_in_process(

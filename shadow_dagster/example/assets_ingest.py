@@ -1,10 +1,19 @@
 """Job A's assets: pull orders, clean them, branch full/incremental snapshot, load the warehouse."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetOut, MaterializeResult, MetadataValue, Output, asset, multi_asset
+from dagster import (
+    AssetExecutionContext,
+    AssetOut,
+    DataVersion,
+    MaterializeResult,
+    MetadataValue,
+    Output,
+    asset,
+    multi_asset,
+)
 
 from . import data
-from .common import DAILY, NON_CRITICAL
+from .common import DAILY, NON_CRITICAL, versioned
 from .resources import ExampleSettings, ExternalSystem
 
 GROUP = "ingest"
@@ -12,21 +21,19 @@ GROUP = "ingest"
 
 @asset(partitions_def=DAILY, group_name=GROUP, code_version="1", op_tags=NON_CRITICAL,
        tags=NON_CRITICAL, kinds={"pandas"})
-def raw_orders(context: AssetExecutionContext, settings: ExampleSettings) -> pd.DataFrame:
+def raw_orders(context: AssetExecutionContext, settings: ExampleSettings) -> Output[pd.DataFrame]:
     """The day's orders pulled from the (generated) source system; read-only, so non-critical."""
     frame = data.generate_orders(data.day(context.partition_key), settings.scale)
-    context.add_output_metadata({"rows": len(frame)})
-    return frame
+    return versioned(frame, rows=len(frame))
 
 
 @asset(partitions_def=DAILY, group_name=GROUP, code_version="1", op_tags=NON_CRITICAL,
        tags=NON_CRITICAL, kinds={"pandas"})
-def clean_orders(context: AssetExecutionContext, raw_orders: pd.DataFrame) -> pd.DataFrame:
+def clean_orders(context: AssetExecutionContext, raw_orders: pd.DataFrame) -> Output[pd.DataFrame]:
     """Deduplicated orders without returns, prices imputed, revenue and hour added."""
     frame = data.clean_orders(raw_orders)
-    context.add_output_metadata({"rows": len(frame), "dropped": len(raw_orders) - len(frame),
-                                 "revenue": float(frame["revenue"].sum())})
-    return frame
+    return versioned(frame, rows=len(frame), dropped=len(raw_orders) - len(frame),
+                     revenue=float(frame["revenue"].sum()))
 
 
 @multi_asset(
@@ -47,15 +54,16 @@ def customer_snapshot(context: AssetExecutionContext, settings: ExampleSettings,
     date = data.day(context.partition_key)
     if data.is_full_refresh_day(context.partition_key):
         snap = data.customer_snapshot(data.history(date, settings.scale), date)
-        yield Output(snap, output_name="customer_snapshot_full", metadata={"rows": len(snap), "path": "full"})
+        yield versioned(snap, "customer_snapshot_full", rows=len(snap), path="full")
     else:
         snap = data.customer_snapshot(clean_orders, date)
-        yield Output(snap, output_name="customer_snapshot_delta", metadata={"rows": len(snap), "path": "delta"})
+        yield versioned(snap, "customer_snapshot_delta", rows=len(snap), path="delta")
 
 
 def _load(context, external: ExternalSystem, frame: pd.DataFrame, name: str) -> MaterializeResult:
     target = external.write_csv(context.instance, f"warehouse/{name}_{context.partition_key}.csv", frame)
-    return MaterializeResult(metadata={"path": MetadataValue.path(str(target)), "rows": len(frame)})
+    return MaterializeResult(metadata={"path": MetadataValue.path(str(target)), "rows": len(frame)},
+                             data_version=DataVersion(data.content_hash(frame)))
 
 
 @asset(partitions_def=DAILY, group_name=GROUP, code_version="1", kinds={"csv"})
@@ -75,11 +83,10 @@ def warehouse_incremental_load(context: AssetExecutionContext, external: Externa
 @asset(partitions_def=DAILY, group_name=GROUP, code_version="1", op_tags=NON_CRITICAL,
        tags=NON_CRITICAL, kinds={"pandas"})
 def demand_features(context: AssetExecutionContext, settings: ExampleSettings,
-                    clean_orders: pd.DataFrame) -> pd.DataFrame:
+                    clean_orders: pd.DataFrame) -> Output[pd.DataFrame]:
     """Expensive: per-product daily demand over 28 days with lags, rolling stats, weekday dummies."""
     frame = data.demand_features(data.day(context.partition_key), settings.scale, clean_orders)
-    context.add_output_metadata({"rows": len(frame), "columns": len(frame.columns)})
-    return frame
+    return versioned(frame, rows=len(frame), columns=len(frame.columns))
 
 
 ASSETS = [raw_orders, clean_orders, customer_snapshot, warehouse_full_load, warehouse_incremental_load,

@@ -188,3 +188,30 @@ def render_report(fc: pd.DataFrame, partition_key: str, model_rmse: float) -> st
             f"</title></head><body><h1>Demand forecast for the day after {html.escape(partition_key)}</h1>"
             f"<p>Model CV RMSE: {model_rmse:.2f} units. Total forecast: {fc['forecast_units'].sum():.0f} units."
             f"</p><svg width='{len(top) * 30 + 10}' height='205'>{bars}</svg>{table}</body></html>")
+
+
+def content_hash(value) -> str:
+    """A stable SHA-256 of DataFrames, arrays, strings, scalars and lists/dicts of them (a data version)."""
+    digest = hashlib.sha256()
+
+    def feed(item) -> None:
+        if isinstance(item, pd.DataFrame):
+            digest.update(repr([(str(c), str(t)) for c, t in item.dtypes.items()]).encode())
+            digest.update(pd.util.hash_pandas_object(item, index=True).to_numpy().tobytes())
+        elif isinstance(item, np.ndarray):
+            digest.update(f"{item.dtype}{item.shape}".encode())
+            digest.update(np.ascontiguousarray(item).tobytes())
+        elif isinstance(item, (list, tuple)):
+            for element in item:
+                feed(element)
+        elif isinstance(item, dict):
+            for key in sorted(item):
+                digest.update(str(key).encode())
+                feed(item[key])
+        elif isinstance(item, str):
+            digest.update(item.encode())
+        else:
+            digest.update(repr(item).encode())
+
+    feed(value)
+    return digest.hexdigest()[:32]
