@@ -154,6 +154,59 @@ def signals(store_url, run_id, job_name, step_key, workflow_key, since, until, a
         )
 
 
+@main.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
+@user_errors
+def predict(run_id, as_json) -> None:
+    """Next steps (probability, ETA) and remaining duration of RUN_ID's workflow instance."""
+    from shadow_dagster.dagster.live import predict_run
+
+    result = predict_run(dagster_instance(), run_id)
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    pred = result.prediction
+    click.echo(f"run {run_id} - workflow {result.workflow!r}, instance {result.workflow_key!r}")
+    click.echo(f"steps so far: {' -> '.join(result.prefix) or '(none)'}")
+    if not pred.ok:
+        click.echo(f"no prediction: {pred.reason}")
+        return
+    click.echo(f"predictor {pred.predictor}; end of instance next: p={pred.end_probability:.3f}")
+    click.echo(f"{'next step':<40} {'p':>6} {'ETA s':>8}")
+    for step in pred.steps:
+        eta = "" if step.eta_seconds is None else f"{step.eta_seconds:.1f}"
+        click.echo(f"{step.activity:<40} {step.probability:>6.3f} {eta:>8}")
+    if pred.expected_remaining_seconds is not None:
+        click.echo(f"expected remaining duration: {pred.expected_remaining_seconds:.1f} s")
+
+
+@main.command()
+@click.option("--days", default=7, show_default=True, type=click.IntRange(1, 365))
+@click.option("--runs-per-day", default=1, show_default=True, type=click.IntRange(1, 50))
+@click.option("--full", is_flag=True, help="compute at full scale instead of the fast mode")
+@click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
+@user_errors
+def simulate(days, runs_per_day, full, as_json) -> None:
+    """Seed history: execute real runs of the example pipeline against $DAGSTER_HOME."""
+    from shadow_dagster.example.simulate import simulate as run_simulation
+
+    instance = dagster_instance()
+    with click.progressbar(length=days * runs_per_day * 3, label="simulating runs", file=None) as bar:
+        done = {"n": 0}
+
+        def progress(n, total, what):
+            bar.length = total
+            bar.update(n - done["n"])
+            done["n"] = n
+
+        run_ids = run_simulation(instance, days, runs_per_day, fast=not full, progress=progress)
+    if as_json:
+        echo_json({"runs": len(run_ids), "run_ids": run_ids})
+    else:
+        click.echo(f"executed {len(run_ids)} runs; now `shadow-dagster ingest` and refit the fingerprint")
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks that print ratios measured side by side in one run."""
@@ -171,3 +224,12 @@ def bench_ingest(events, real_events, as_json) -> None:
     result = run(events=events, real_events=real_events, echo=click.echo)
     if as_json:
         echo_json(result)
+
+
+def _register() -> None:
+    from shadow_dagster.cli_fingerprint import fingerprint
+
+    main.add_command(fingerprint)
+
+
+_register()

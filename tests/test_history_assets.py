@@ -124,3 +124,26 @@ def test_window_and_retention_are_validated_at_load_time():
         shadow_definitions(window_days=0)
     with pytest.raises(ValueError, match="shorter than window_days"):
         shadow_definitions(retention_days=7, window_days=30)
+
+
+def test_predict_cli_for_a_finished_run_and_a_clear_answer_without_fingerprint(instance, defs, tmp_path):
+    from click.testing import CliRunner
+
+    from shadow_dagster.cli import main
+
+    history(instance)
+    store = SignalStore(f"sqlite:///{tmp_path / 's.db'}")
+    ingest(instance, store)
+    runner = CliRunner()
+    run_id = instance.get_runs(limit=1)[0].run_id
+    out = runner.invoke(main, ["predict", run_id, "--json"])
+    assert out.exit_code == 0, out.output
+    assert "no fingerprint for workflow 'nightly'" in json.loads(out.output.strip().splitlines()[-1])["reason"]
+
+    refit(defs, instance)
+    out = runner.invoke(main, ["predict", run_id, "--json"])
+    result = json.loads(out.output.strip().splitlines()[-1])
+    assert result["workflow"] == "nightly" and result["prefix"][0] == "nightly/extract"
+    assert result["reason"] is None and result["end_probability"] > 0.5  # the run is complete
+    out = runner.invoke(main, ["predict", "no-such-run"])
+    assert out.exit_code != 0 and "no run 'no-such-run'" in out.output and "Traceback" not in out.output
