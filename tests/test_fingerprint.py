@@ -294,7 +294,8 @@ def test_round_trip_predictions_identical(observable_regimes, tmp_path):
             b = loaded.predict(c.activities[:t], c.attrs, elapsed=3.0)
             assert a == b
     s1, s2 = fp.summary(), loaded.summary()
-    assert s1 == s2
+    assert s1 == s2 and json.loads(json.dumps(s1)) == s1
+    assert Fingerprint.fit(cases, window_days=None, seed=0, previous=loaded) is loaded
     assert loaded.save(tmp_path / "again.npz") == digest          # deterministic content
     with zipfile.ZipFile(path) as z:                                # numeric arrays only
         assert all(z.read(n)[:6] == b"\x93NUMPY" for n in z.namelist())

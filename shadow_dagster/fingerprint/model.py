@@ -266,8 +266,11 @@ class Fingerprint:
     # ---------------------------------------------------------------- fitting
     @classmethod
     def fit(cls, cases: list[Case], *, window_days: float | None = 30, now: float | None = None,
-            k: int = 3, seed: int = 0) -> Fingerprint:
-        """Fit on the instances that started in [now - window_days, now] (now: latest event)."""
+            k: int = 3, seed: int = 0, previous: Fingerprint | None = None) -> Fingerprint:
+        """Fit on the instances that started in [now - window_days, now] (now: latest event).
+
+        When `previous` was fitted on exactly the same instances and parameters (same
+        history_hash), it is returned unchanged: a refit on unchanged history is a no-op."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k (Markov order) must be an integer >= 1, got {k!r}")
         if window_days is not None and not window_days > 0:
@@ -289,8 +292,11 @@ class Fingerprint:
         kept = [c for c in cases if c.start <= now
                 and (window_days is None or c.start >= now - window_days * 86400.0)]
         params = {"window_days": window_days, "now": now, "k": k, "seed": seed}
+        history = history_hash(kept, **params)
+        if previous is not None and previous.history == history:
+            return previous
         common = dict(timing=Timing.from_cases(kept), params=params, n_cases=len(kept),
-                      n_excluded=len(cases) - len(kept), history=history_hash(kept, **params))
+                      n_excluded=len(cases) - len(kept), history=history)
         if len(kept) < 2:
             reason = ("empty history: no workflow instances in the window" if not kept else
                       "one-run history: a single instance cannot show how runs vary")

@@ -61,19 +61,33 @@ class Dist:
 
 
 def _frame(cases: Sequence[Case]) -> pd.DataFrame:
-    rows = []
-    for ci, case in enumerate(cases):
-        evs = case.events
-        if not evs:
-            continue
-        case_end = max(e.end if e.end is not None else e.start for e in evs)
-        for i, e in enumerate(evs):
-            nxt = evs[i + 1] if i + 1 < len(evs) else None
-            rows.append((ci, e.activity, e.start, e.duration,
-                         (nxt.start if nxt else case_end) - e.start,
-                         nxt.activity if nxt else END, case_end - e.start, e.resource))
-    return pd.DataFrame(rows, columns=["case", "activity", "start", "duration", "interval",
-                                       "next", "remaining", "resource"])
+    """One row per event: activity, next activity, duration, interval, remaining, resource."""
+    acts, starts, ends, res, sizes = [], [], [], [], []
+    for c in cases:
+        for e in c.events:
+            acts.append(e.activity)
+            starts.append(e.start)
+            ends.append(np.nan if e.end is None else e.end)
+            res.append(e.resource)
+        sizes.append(len(c.events))
+    sizes_arr = np.array([n for n in sizes if n], dtype=np.int64)
+    if not len(sizes_arr):
+        return pd.DataFrame(columns=["case", "activity", "start", "duration", "interval", "next",
+                                     "remaining", "resource"])
+    start = np.array(starts, dtype=np.float64)
+    end = np.array(ends, dtype=np.float64)
+    case = np.repeat(np.arange(len(sizes_arr)), sizes_arr)
+    first = np.concatenate(([0], np.cumsum(sizes_arr)[:-1]))
+    last = np.zeros(len(start), dtype=bool)
+    last[first + sizes_arr - 1] = True
+    case_end = np.maximum.reduceat(np.where(np.isnan(end), start, end), first)[case]
+    act = np.array(acts, dtype=object)
+    nxt = np.roll(act, -1)
+    nxt[last] = END
+    interval = np.where(last, case_end - start, np.roll(start, -1) - start)
+    return pd.DataFrame({"case": case, "activity": act, "start": start, "duration": end - start,
+                         "interval": interval, "next": nxt, "remaining": case_end - start,
+                         "resource": res})
 
 
 class Timing:
@@ -97,8 +111,7 @@ class Timing:
         pair = {(a, b): Dist.of(g.to_numpy())
                 for (a, b), g in df.groupby(["activity", "next"])["interval"]
                 if len(g) >= MIN_PAIR}
-        firsts = df.groupby("case").agg(start=("start", "min"), end=("remaining", "first"))
-        total = Dist.of(firsts["end"].to_numpy())      # remaining at the first step = whole case
+        total = Dist.of(df.groupby("case")["remaining"].first().to_numpy())   # whole instance
         res = df.dropna(subset=["resource"])
         resources: dict[str, dict[str, int]] = {}
         for (a, r), n in res.groupby(["activity", "resource"]).size().items():
