@@ -12,6 +12,8 @@ from dagster import (
     multi_asset,
 )
 
+from shadow_dagster.dagster.reuse import shadow_reusable
+
 from . import data
 from .common import DAILY, NON_CRITICAL, versioned
 from .resources import ExampleSettings, ExternalSystem
@@ -21,6 +23,7 @@ GROUP = "ingest"
 
 @asset(partitions_def=DAILY, group_name=GROUP, code_version="1", op_tags=NON_CRITICAL,
        tags=NON_CRITICAL, kinds={"pandas"})
+@shadow_reusable
 def raw_orders(context: AssetExecutionContext, settings: ExampleSettings) -> Output[pd.DataFrame]:
     """The day's orders pulled from the (generated) source system; read-only, so non-critical."""
     frame = data.generate_orders(data.day(context.partition_key), settings.scale)
@@ -29,6 +32,7 @@ def raw_orders(context: AssetExecutionContext, settings: ExampleSettings) -> Out
 
 @asset(partitions_def=DAILY, group_name=GROUP, code_version="1", op_tags=NON_CRITICAL,
        tags=NON_CRITICAL, kinds={"pandas"})
+@shadow_reusable
 def clean_orders(context: AssetExecutionContext, raw_orders: pd.DataFrame) -> Output[pd.DataFrame]:
     """Deduplicated orders without returns, prices imputed, revenue and hour added."""
     frame = data.clean_orders(raw_orders)
@@ -82,6 +86,7 @@ def warehouse_incremental_load(context: AssetExecutionContext, external: Externa
 
 @asset(partitions_def=DAILY, group_name=GROUP, code_version="1", op_tags=NON_CRITICAL,
        tags=NON_CRITICAL, kinds={"pandas"})
+@shadow_reusable
 def demand_features(context: AssetExecutionContext, settings: ExampleSettings,
                     clean_orders: pd.DataFrame) -> Output[pd.DataFrame]:
     """Expensive: per-product daily demand over 28 days with lags, rolling stats, weekday dummies."""

@@ -3,6 +3,8 @@
 import pandas as pd
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, Output, asset
 
+from shadow_dagster.dagster.reuse import shadow_reusable
+
 from . import data
 from .common import DAILY, NON_CRITICAL, versioned
 from .resources import ExampleSettings, ExternalSystem
@@ -12,6 +14,7 @@ GROUP = "modeling"
 
 @asset(partitions_def=DAILY, group_name=GROUP, code_version="1", op_tags=NON_CRITICAL,
        tags=NON_CRITICAL, kinds={"numpy"})
+@shadow_reusable
 def demand_model(context: AssetExecutionContext, settings: ExampleSettings,
                  demand_features: pd.DataFrame) -> Output[dict]:
     """Expensive: ridge regression on random Fourier features, alpha by 5-fold cross-validation."""
@@ -22,6 +25,7 @@ def demand_model(context: AssetExecutionContext, settings: ExampleSettings,
 
 @asset(partitions_def=DAILY, group_name=GROUP, code_version="1", op_tags=NON_CRITICAL,
        tags=NON_CRITICAL, kinds={"pandas"})
+@shadow_reusable
 def demand_forecast(context: AssetExecutionContext, demand_model: dict,
                     demand_features: pd.DataFrame) -> Output[pd.DataFrame]:
     """Next-day units per product."""
@@ -31,6 +35,7 @@ def demand_forecast(context: AssetExecutionContext, demand_model: dict,
 
 @asset(partitions_def=DAILY, group_name=GROUP, code_version="1", op_tags=NON_CRITICAL,
        tags=NON_CRITICAL, kinds={"html"})
+@shadow_reusable
 def forecast_report(context: AssetExecutionContext, demand_forecast: pd.DataFrame,
                     demand_model: dict) -> Output[str]:
     """The HTML report (chart and table), kept in the asset store until it is published."""

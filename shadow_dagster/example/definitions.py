@@ -1,6 +1,10 @@
-"""The example code location's Definitions (without the shadow-dagster integration merged in)."""
+"""The example code location's Definitions, with the shadow-dagster integration merged in."""
 
-from dagster import Definitions, FilesystemIOManager
+from dagster import Definitions
+
+from shadow_dagster.dagster.critical import guard_assets
+from shadow_dagster.dagster.definitions import shadow_definitions
+from shadow_dagster.dagster.io_manager import ShadowIOManager
 
 from .assets_ingest import ASSETS as INGEST_ASSETS
 from .assets_modeling import ASSETS as MODELING_ASSETS
@@ -9,19 +13,28 @@ from .jobs import JOBS
 from .resources import ExampleSettings, ExternalSystem, scale_from_env
 
 
-def build_definitions(scale: float | None = None) -> Definitions:
-    """Assets, jobs, chain sensor and resources; the IO manager writes under <DAGSTER_HOME>/storage."""
+def build_pipeline(scale: float | None = None) -> Definitions:
+    """The pipeline alone: assets (critical guard applied), jobs, chain sensor and resources.
+
+    The IO manager is shadow-aware: in live runs it writes <DAGSTER_HOME>/storage exactly like
+    FilesystemIOManager; in shadow runs it writes only the isolated shadow store.
+    """
     return Definitions(
-        assets=[*INGEST_ASSETS, *MODELING_ASSETS],
+        assets=guard_assets([*INGEST_ASSETS, *MODELING_ASSETS]),
         jobs=JOBS,
         sensors=[daily_pipeline_chain],
         resources={
-            # base_dir unset: the instance's storage directory, i.e. <DAGSTER_HOME>/storage
-            "io_manager": FilesystemIOManager(),
+            "io_manager": ShadowIOManager(),
             "settings": ExampleSettings(scale=scale_from_env() if scale is None else scale),
             "external": ExternalSystem(),
         },
     )
+
+
+def build_definitions(scale: float | None = None, **shadow_options) -> Definitions:
+    """The pipeline merged with `shadow_definitions(...)`, as a user's code location would be."""
+    pipeline = build_pipeline(scale)
+    return Definitions.merge(pipeline, shadow_definitions(pipeline, **shadow_options))
 
 
 defs = build_definitions()
