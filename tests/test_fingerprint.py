@@ -75,6 +75,13 @@ def test_log_ties_keep_file_order_and_offsets_are_utc(tmp_path):
     assert cases[0].workflow == "log"
 
 
+def test_log_accepts_other_timestamp_spellings(tmp_path):
+    p = tmp_path / "other.csv"
+    p.write_text("case_id,activity,timestamp\nc,a,2020-01-01T00:00:00Z\nc,b,01 Jan 2020 00:01:00\n")
+    (c,) = read_event_log(p, workflow="w")
+    assert c.workflow == "w" and c.events[1].start - c.events[0].start == 60.0
+
+
 @pytest.mark.parametrize("content, message", [
     ("", "empty file"),
     ("case_id,activity,timestamp\n", "no events"),

@@ -2,7 +2,8 @@
 
 Follows /work/shared/data/README.md: each case's events are ordered by timestamp with ties keeping
 file order, and cases are ordered by their first event (ties keep file order). Timestamps are ISO
-8601 and may mix UTC offsets; they are converted to UTC epoch seconds. A row is one completed
+8601 (other spellings pandas can infer are accepted) and may mix UTC offsets; they are converted to
+UTC epoch seconds; a timestamp without an offset is taken as UTC. A row is one completed
 activity: the timestamp becomes the event's start, its end stays unknown (None). Extra columns
 are ignored.
 """
@@ -58,6 +59,9 @@ def cases_from_frame(df: pd.DataFrame, *, workflow: str, source: str = "event lo
         df[col] = values
     raw = df["timestamp"].astype(str).str.strip()
     ts = pd.to_datetime(raw, utc=True, errors="coerce", format="ISO8601")
+    retry = ts.isna().to_numpy()
+    if retry.any():                       # other spellings pandas can infer row by row
+        ts[retry] = pd.to_datetime(raw[retry], utc=True, errors="coerce", format="mixed")
     bad = np.flatnonzero(ts.isna().to_numpy())
     if len(bad):
         i = bad[0]

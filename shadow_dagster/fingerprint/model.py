@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..cases import Case
-from .hmm import HMMModel, remap, select_hmm
+from .hmm import REFIT_ITER, HMMModel, remap, select_hmm
 from .markov import MarkovModel
 from .metrics import next_targets, ranked, topk_accuracy
 from .serialise import read_bundle, write_bundle
@@ -111,7 +111,7 @@ class Components:
         hmm = None
         if hmm_init is not None:
             hmm = HMMModel.fit(vocab, seqs, n_states=hmm_init.n_states, seed=hmm_init.seed,
-                               n_iter=5, init=remap(hmm_init, vocab))
+                               n_iter=REFIT_ITER, init=remap(hmm_init, vocab))
             hmm.logloss = hmm_init.logloss
         return cls(vocab, markov, hmm)
 
@@ -196,13 +196,12 @@ def _select(fit: list[Case], val: list[Case], k: int, seed: int, keys: list[str]
     if keys:
         candidates += [_markov_spec(j, keys) for j in range(1, k + 1)]
         candidates += [_markov_spec(k, (key,)) for key in keys] if len(keys) > 1 else []
-    table, probas, hits = [], [], []
+    table, hits = [], []
 
     def score(spec, proba):
         acc = topk_accuracy(proba, targets, vocab)
         table.append({"predictor": spec_name(spec), "spec": spec, "top1": acc["top1"],
                       "top3": acc["top3"]})
-        probas.append(proba)
         hits.append(ranked(proba, vocab, 1)[:, 0] == targets)
 
     for spec in candidates:
@@ -216,12 +215,13 @@ def _select(fit: list[Case], val: list[Case], k: int, seed: int, keys: list[str]
         score({"kind": "hmm"}, p_hmm)
         best_m = max(range(len(candidates)),
                      key=lambda i: (table[i]["top1"], table[i]["top3"], -i))
+        p_markov = comps.proba_prefixes(candidates[best_m], vseqs, vattrs)
         rows = np.arange(len(targets))
-        pm, ph = probas[best_m][rows, targets], p_hmm[rows, targets]
+        pm, ph = p_markov[rows, targets], p_hmm[rows, targets]
         w = min(MIXTURE_WEIGHTS, key=lambda w: -np.log(np.maximum(w * pm + (1 - w) * ph,
                                                                    1e-12)).mean())
         score({"kind": "mixture", "weight": w, "markov": candidates[best_m]},
-              w * probas[best_m] + (1 - w) * p_hmm)
+              w * p_markov + (1 - w) * p_hmm)
 
     def rank(i):
         return (table[i]["top1"], table[i]["top3"], -i)
