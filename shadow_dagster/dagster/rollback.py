@@ -1,0 +1,338 @@
+"""Outcomes and rollback of shadow runs.
+
+Every prediction leaves outcome signals in the signal store (kind "outcome", one row per stage:
+"predicted", "launched", then "hit" or "miss"). Rows are keyed by a negative event id hashed from
+the prediction id and stage, under the pseudo run id "prediction:<id>" (no workflow key, so they never
+join a workflow instance), and a resolved prediction is never written twice.
+
+`resolve_shadow_runs` settles launched predictions: a **hit** when the live run materialised the
+predicted asset with `shadow_dagster/reused_from` = the shadow run; a **miss** when the live instance
+ran the step itself, took another branch (passed the predicted position by `divergence_slack` steps
+without it), ended without it, failed or was cancelled, when the shadow run failed, or when the
+prediction outlived its TTL. On a miss in-flight shadow runs are cancelled
+(`run_coordinator.cancel_run`; runs from `execute_in_process` cannot be cancelled) and their
+outputs deleted. Live runs are never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+import sqlalchemy as sa
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
+
+from shadow_dagster.signals.model import SignalRow
+from shadow_dagster.speculation.outputs import ShadowOutputStore, delete_shadow_outputs
+from shadow_dagster.speculation.policy import Outcome
+from shadow_dagster.store import schema
+from shadow_dagster.store.signal_store import SignalStore
+from shadow_dagster.tags import PARENT_TAG, PREDICTION_TAG, PREFIX, PROBABILITY_TAG, REUSED_FROM, SECONDS_SAVED, SHADOW_TAG
+
+ACTIVITY_TAG = PREFIX + "activity"            # shadow run: the predicted activity ("job/step")
+TARGETS_TAG = PREFIX + "targets"              # shadow run: JSON list of the activity's own asset keys
+POSITION_TAG = PREFIX + "position"            # shadow run: index the activity was expected at
+PREFIX_LEN_TAG = PREFIX + "prefix_length"     # shadow run: live steps started when it was predicted
+PREDICTED_AT_TAG = PREFIX + "predicted_at"    # shadow run: epoch seconds of the prediction
+SHADOW_WORKFLOW_TAG = PREFIX + "shadow_of"    # shadow run: the workflow (job of the first live run)
+OUTCOME_RUN_PREFIX = "prediction:"
+STAGES = ("predicted", "launched", "hit", "miss")
+RESOLVED = ("hit", "miss")
+FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+IN_FLIGHT = {DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+             DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING}
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    """One stage of a prediction, as stored in the signal store."""
+
+    prediction_id: str
+    stage: str                     # predicted | launched | hit | miss
+    ts_ms: int
+    workflow: str | None = None
+    workflow_key: str | None = None
+    activity: str | None = None
+    probability: float | None = None
+    shadow_run_id: str | None = None
+    seconds_saved: float = 0.0
+    seconds_wasted: float = 0.0
+    reason: str | None = None
+
+    def __post_init__(self):
+        if self.stage not in STAGES:
+            raise ValueError(f"outcome stage must be one of {STAGES}, got {self.stage!r}")
+        if not self.prediction_id:
+            raise ValueError("an outcome needs a prediction id")
+
+    def event_id(self) -> int:
+        """Negative (never an event log storage id), stable per prediction and stage."""
+        stage = "resolved" if self.stage in RESOLVED else self.stage   # one resolution per prediction
+        digest = hashlib.sha256(f"{self.prediction_id}\x1f{stage}".encode()).hexdigest()
+        return -(int(digest[:15], 16) + 1)
+
+    def to_row(self) -> SignalRow:
+        seconds = self.seconds_saved if self.stage == "hit" else self.seconds_wasted
+        return SignalRow(self.event_id(), int(self.ts_ms), "outcome", OUTCOME_RUN_PREFIX + self.prediction_id,
+                         None, None, None, None, "outcome", 1 if self.stage == "hit" else 0,
+                         self.probability, int(round(seconds * 1000)), None,
+                         json.dumps(asdict(self), sort_keys=True))
+
+
+def read_outcomes(store: SignalStore, *, since_ms: int | None = None,
+                  prediction_ids: Iterable[str] | None = None) -> list[OutcomeRecord]:
+    """Outcome records, oldest first."""
+    t = schema.signals
+    q = sa.select(t.c.tags).where(t.c.kind == "outcome")
+    if since_ms is not None:
+        q = q.where(t.c.ts_ms >= since_ms)
+    if prediction_ids is not None:
+        q = q.where(t.c.run_id.in_([OUTCOME_RUN_PREFIX + p for p in prediction_ids]))
+    with store.engine.connect() as conn:
+        rows = conn.execute(q.order_by(t.c.ts_ms, t.c.event_id)).scalars().all()
+    out = []
+    for raw in rows:
+        doc = json.loads(raw)
+        out.append(OutcomeRecord(**{k: doc[k] for k in OutcomeRecord.__dataclass_fields__ if k in doc}))
+    return out
+
+
+def record_outcomes(store: SignalStore, records: Iterable[OutcomeRecord]) -> int:
+    """Write records not already stored (a prediction is resolved at most once); returns how many."""
+    records = list(records)
+    if not records:
+        return 0
+    have = {(r.prediction_id, "resolved" if r.stage in RESOLVED else r.stage)
+            for r in read_outcomes(store, prediction_ids={r.prediction_id for r in records})}
+    new, seen = [], set()
+    for r in records:
+        key = (r.prediction_id, "resolved" if r.stage in RESOLVED else r.stage)
+        if key not in have and key not in seen:
+            seen.add(key)
+            new.append(r.to_row())
+    store.write_batch(new)
+    return len(new)
+
+
+def policy_outcomes(records: Iterable[OutcomeRecord]) -> list[Outcome]:
+    """Resolved launches as policy outcomes (hit/miss with the promised probability), oldest first."""
+    return [Outcome(r.stage == "hit", float(r.probability or 0.0)) for r in records if r.stage in RESOLVED]
+
+
+# ------------------------------------------------------------------------------- live view
+def workflow_key_of(tags) -> str | None:
+    from shadow_dagster.tags import WORKFLOW_TAG
+
+    return tags.get(WORKFLOW_TAG) or tags.get("dagster/partition")
+
+
+@dataclass
+class GroupView:
+    """What a live workflow instance has done so far (runs sharing a workflow key, shadow runs excluded)."""
+
+    workflow_key: str
+    records: list = field(default_factory=list)          # RunRecords, oldest first
+    steps: list[tuple[float, str, str | None, str]] = field(default_factory=list)  # (start, activity, status, run)
+
+    @property
+    def workflow(self) -> str:
+        return self.records[0].dagster_run.job_name
+
+    @property
+    def prefix(self) -> list[str]:
+        return [a for _, a, _, _ in self.steps]
+
+    @property
+    def in_progress(self) -> bool:
+        return any(r.dagster_run.status in IN_FLIGHT for r in self.records)
+
+    @property
+    def failed(self) -> str | None:
+        for r in self.records:
+            if r.dagster_run.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
+                return f"live run {r.dagster_run.run_id} {r.dagster_run.status.value.lower()}"
+        return None
+
+    @property
+    def ended_at(self) -> float | None:
+        if self.in_progress or not self.records:
+            return None
+        return max((r.end_time or r.update_timestamp.timestamp()) for r in self.records)
+
+    def step_status(self, activity: str) -> str | None:
+        found = [s for _, a, s, _ in self.steps if a == activity]
+        return found[-1] if found else None
+
+
+def group_runs(instance: DagsterInstance, workflow_key: str, seed_records=()) -> list:
+    """RunRecords of a workflow instance (oldest first), shadow runs excluded."""
+    from shadow_dagster.tags import WORKFLOW_TAG, is_shadow_run
+
+    records = list(instance.get_run_records(filters=RunsFilter(tags={WORKFLOW_TAG: workflow_key})))
+    if not records:
+        records = [r for r in instance.get_run_records(filters=RunsFilter(tags={"dagster/partition": workflow_key}))
+                   if WORKFLOW_TAG not in r.dagster_run.tags]
+    if not records:
+        records = list(seed_records) or list(instance.get_run_records(filters=RunsFilter(run_ids=[workflow_key])))
+    records = [r for r in records if not is_shadow_run(r.dagster_run.tags)]
+    return sorted(records, key=lambda r: (r.start_time or r.create_timestamp.timestamp()))
+
+
+def group_view(instance: DagsterInstance, workflow_key: str, seed_records=()) -> GroupView:
+    """The live instance's runs and steps in start order, labelled like the signal cases."""
+    from shadow_dagster.signals.cases import activity_label
+
+    view = GroupView(workflow_key, group_runs(instance, workflow_key, seed_records))
+    for rec in view.records:
+        run = rec.dagster_run
+        for st in instance.get_run_step_stats(run.run_id):
+            start = st.start_time if st.start_time is not None else st.end_time
+            if start is None:
+                continue
+            view.steps.append((start, activity_label(run.job_name, st.step_key),
+                               st.status.value if st.status else None, run.run_id))
+    view.steps.sort(key=lambda s: s[0])
+    return view
+
+
+# ------------------------------------------------------------------------------- rollback
+@dataclass
+class Resolution:
+    prediction_id: str
+    shadow_run_id: str
+    outcome: str
+    reason: str
+    cancelled: bool = False
+    outputs_deleted: int = 0
+    seconds_saved: float = 0.0
+    seconds_wasted: float = 0.0
+
+
+def _reuse_of(instance: DagsterInstance, run, targets: list[str]) -> tuple[bool, float]:
+    """(every target was reused from this shadow run by a live run, seconds saved)."""
+    saved, hits = 0.0, 0
+    partition = run.tags.get("dagster/partition")
+    for key in targets:
+        flt = AssetRecordsFilter(asset_key=AssetKey.from_user_string(key),
+                                 asset_partitions=[partition] if partition else None)
+        for rec in instance.fetch_materializations(flt, limit=5).records:
+            meta = rec.asset_materialization.metadata if rec.asset_materialization else {}
+            src = meta.get(REUSED_FROM)
+            if src is not None and getattr(src, "run_id", getattr(src, "value", None)) == run.run_id:
+                hits += 1
+                value = meta.get(SECONDS_SAVED)
+                saved += float(getattr(value, "value", value) or 0.0)
+                break
+    return bool(targets) and hits == len(targets), saved
+
+
+def _verdict(instance, run, view: GroupView, now: float, ttl_s: float, chain_gap_s: float,
+             divergence_slack: int) -> tuple[str, str] | None:
+    tags = run.tags
+    activity = tags.get(ACTIVITY_TAG, "")
+    targets = json.loads(tags.get(TARGETS_TAG, "[]"))
+    hit, _ = _reuse_of(instance, run, targets)
+    if hit:
+        return "hit", "live run reused the shadow output"
+    if run.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
+        return "miss", f"shadow run {run.status.value.lower()}"
+    status = view.step_status(activity)
+    if status in ("SUCCESS", "FAILURE", "SKIPPED"):
+        return "miss", f"live run executed {activity} itself ({status.lower()}) without reuse"
+    if status is None:
+        if view.failed:
+            return "miss", view.failed
+        start = int(tags.get(PREFIX_LEN_TAG, "0"))
+        position = int(tags.get(POSITION_TAG, "0"))
+        if len(view.prefix) > position + divergence_slack:
+            return "miss", f"live instance took another branch ({', '.join(view.prefix[start:][:4])})"
+        ended = view.ended_at
+        if ended is not None and now - ended > chain_gap_s:
+            return "miss", f"live instance ended without {activity}"
+    predicted_at = float(tags.get(PREDICTED_AT_TAG, "0") or 0)
+    if status != "IN_PROGRESS" and now - predicted_at > ttl_s:
+        return "miss", f"prediction expired after {ttl_s:.0f}s"
+    return None
+
+
+def cancel_shadow_run(instance: DagsterInstance, run) -> bool:
+    """Cancel a queued or started shadow run; True when the request was accepted."""
+    if not run.tags.get(SHADOW_TAG) == "true":
+        raise ValueError(f"refusing to cancel run {run.run_id}: it is not a shadow run")
+    if run.status in FINISHED:
+        return False
+    try:
+        ok = instance.run_coordinator.cancel_run(run.run_id)
+    except Exception:  # noqa: BLE001 - a run the coordinator does not know still gets marked below
+        ok = False
+    if not ok and run.status in (DagsterRunStatus.NOT_STARTED, DagsterRunStatus.QUEUED):
+        instance.report_run_canceled(run, message="shadow-dagster rollback: prediction missed")
+        ok = True
+    return ok
+
+
+def _wasted(instance, run, now: float) -> float:
+    rec = instance.get_run_record_by_id(run.run_id)
+    if rec is None or rec.start_time is None:
+        return 0.0
+    return max(0.0, (rec.end_time or now) - rec.start_time)
+
+
+def resolve_shadow_runs(
+    instance: DagsterInstance,
+    signal_store: SignalStore,
+    output_store: ShadowOutputStore | None,
+    *,
+    ttl_s: float = 3600.0,
+    chain_gap_s: float = 300.0,
+    divergence_slack: int = 2,
+    now: float | None = None,
+    views: dict[str, GroupView] | None = None,
+) -> list[Resolution]:
+    """Settle every launched, unresolved prediction; cancel and clean up the misses."""
+    now = time.time() if now is None else now
+    shadow_runs = instance.get_runs(filters=RunsFilter(tags={SHADOW_TAG: "true"}))
+    by_pred: dict[str, list] = {}
+    for run in shadow_runs:
+        pid = run.tags.get(PREDICTION_TAG)
+        if pid:
+            by_pred.setdefault(pid, []).append(run)
+    if not by_pred:
+        return []
+    resolved = {r.prediction_id for r in read_outcomes(signal_store, prediction_ids=by_pred)
+                if r.stage in RESOLVED}
+    views = {} if views is None else views
+    out: list[Resolution] = []
+    records: list[OutcomeRecord] = []
+    for pid, runs in by_pred.items():
+        if pid in resolved:
+            continue
+        for run in runs:
+            key = run.tags.get(PARENT_TAG, "")
+            if key not in views:
+                views[key] = group_view(instance, key)
+            verdict = _verdict(instance, run, views[key], now, ttl_s, chain_gap_s, divergence_slack)
+            if verdict is None:
+                continue
+            outcome, reason = verdict
+            res = Resolution(pid, run.run_id, outcome, reason)
+            if outcome == "hit":
+                res.seconds_saved = _reuse_of(instance, run, json.loads(run.tags.get(TARGETS_TAG, "[]")))[1]
+            else:
+                res.cancelled = cancel_shadow_run(instance, run)
+                res.seconds_wasted = _wasted(instance, run, now)
+                if output_store is not None:
+                    res.outputs_deleted = delete_shadow_outputs(output_store, prediction_id=pid)
+                    res.outputs_deleted += delete_shadow_outputs(output_store, run_id=run.run_id)
+            out.append(res)
+            records.append(OutcomeRecord(
+                pid, outcome, int(now * 1000), workflow=run.tags.get(SHADOW_WORKFLOW_TAG), workflow_key=key,
+                activity=run.tags.get(ACTIVITY_TAG), probability=float(run.tags.get(PROBABILITY_TAG, 0) or 0),
+                shadow_run_id=run.run_id, seconds_saved=res.seconds_saved, seconds_wasted=res.seconds_wasted,
+                reason=reason))
+            break
+    record_outcomes(signal_store, records)
+    return out

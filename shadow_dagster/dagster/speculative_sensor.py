@@ -1,0 +1,377 @@
+"""The speculative sensor: predict live workflow instances' next steps and launch shadow runs.
+
+Each tick:
+1. settles launched predictions (`rollback.resolve_shadow_runs`: hits, misses, cancel + delete);
+2. finds live instances: runs queued or in progress (not shadow runs), and instances whose last run
+   succeeded less than `chain_gap_s` ago (the next job of a chain may follow), grouped by workflow
+   key exactly as the signal cases are;
+3. builds each prefix ("job/step" in start order from `get_run_step_stats`), loads the workflow's
+   fingerprint, rolls the prediction forward `horizon` steps, plans non-critical asset steps whose
+   inputs exist, applies the policy (calibrated by recorded outcomes) and the caps;
+4. yields one `RunRequest` per work item on the shadow asset job, with a deterministic run key and
+   the shadow tags; launched prediction ids are kept in the cursor, and existing shadow runs are
+   checked by prediction tag, so a repeated tick launches nothing twice.
+
+Only asset steps are eligible (a RunRequest cannot select ops); op steps are reported as skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from datetime import datetime, timezone
+
+from dagster import (
+    AssetKey,
+    AssetsDefinition,
+    AssetSelection,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunsFilter,
+    SensorEvaluationContext,
+    SkipReason,
+    define_asset_job,
+    sensor,
+)
+
+from shadow_dagster.dagster.fingerprints import fingerprint_path
+from shadow_dagster.dagster.job_graph import definition_graph
+from shadow_dagster.dagster.rollback import (
+    ACTIVITY_TAG,
+    IN_FLIGHT,
+    POSITION_TAG,
+    PREDICTED_AT_TAG,
+    PREFIX_LEN_TAG,
+    SHADOW_WORKFLOW_TAG,
+    TARGETS_TAG,
+    GroupView,
+    OutcomeRecord,
+    group_view,
+    policy_outcomes,
+    read_outcomes,
+    record_outcomes,
+    resolve_shadow_runs,
+    workflow_key_of,
+)
+from shadow_dagster.fingerprint import Fingerprint
+from shadow_dagster.signals.cases import case_attrs
+from shadow_dagster.speculation.outputs import ShadowOutputStore
+from shadow_dagster.speculation.planner import Candidate, StepInfo, expand, plan, prediction_id
+from shadow_dagster.speculation.policy import PolicyConfig, PolicyState
+from shadow_dagster.store.engine import default_url
+from shadow_dagster.store.signal_store import SignalStore
+from shadow_dagster.tags import (
+    PARENT_TAG,
+    PREDICTION_TAG,
+    PROBABILITY_TAG,
+    SHADOW_TAG,
+    WORKFLOW_TAG,
+    is_critical,
+    is_shadow_run,
+)
+
+SHADOW_JOB_NAME = "__shadow_dagster_shadow_job"
+SPECULATIVE_SENSOR_NAME = "shadow_speculative_sensor"
+PARTITION_TAG = "dagster/partition"
+
+
+# ------------------------------------------------------------------------------ shadow job
+def _non_critical_keys(assets: Iterable) -> list[AssetKey]:
+    keys = []
+    for a in assets:
+        if not isinstance(a, AssetsDefinition) or not a.is_executable:
+            continue
+        op_tags = getattr(a.node_def, "tags", {}) or {}
+        for key in a.keys:
+            spec_tags = a.specs_by_key[key].tags or {}
+            if not is_critical(op_tags) or not is_critical(spec_tags):
+                keys.append(key)
+    return keys
+
+
+def shadow_job(assets: Iterable, name: str = SHADOW_JOB_NAME):
+    """The asset job shadow runs execute: every non-critical asset among `assets` (subset per run)."""
+    keys = _non_critical_keys(list(assets))
+    if not keys:
+        raise ValueError("no non-critical assets to pre-execute: tag safe assets with "
+                         "shadow_dagster/critical='false' (op_tags or tags)")
+    return define_asset_job(name, selection=AssetSelection.assets(*keys),
+                            description="shadow-dagster: pre-executes predicted non-critical assets")
+
+
+# ------------------------------------------------------------------------------ catalog
+def build_catalog(repository_def, shadow_job_name: str = SHADOW_JOB_NAME) -> dict[str, StepInfo]:
+    """activity ("job/step") -> StepInfo for every asset step of every job of the repository.
+
+    A step is eligible (critical=False) only if it is non-critical and all its assets are in the
+    shadow job, so that a RunRequest on that job can select them.
+    """
+    try:
+        shadow_keys = {k.to_user_string() for k in repository_def.get_job(shadow_job_name).asset_layer.selected_asset_keys}
+    except Exception:  # noqa: BLE001 - no shadow job: nothing is eligible
+        shadow_keys = set()
+    graph = repository_def.asset_graph
+    catalog: dict[str, StepInfo] = {}
+    for job in repository_def.get_all_jobs():
+        if job.name == shadow_job_name:
+            continue
+        _, nodes = definition_graph(job)
+        for step_key, info in nodes.items():
+            assets = tuple(info.get("asset_keys") or ())
+            if not assets:
+                continue
+            deps, partitioned = set(), False
+            for key in assets:
+                node = graph.get(AssetKey.from_user_string(key))
+                deps |= {p.to_user_string() for p in node.parent_keys}
+                partitioned = partitioned or node.partitions_def is not None
+            critical = bool(info.get("critical", True)) or not set(assets) <= shadow_keys
+            catalog[f"{job.name}/{step_key}"] = StepInfo(assets, critical, tuple(sorted(deps - set(assets))),
+                                                         None, partitioned)
+    return catalog
+
+
+# ------------------------------------------------------------------------------ live instances
+def live_groups(instance, now: float, chain_gap_s: float) -> dict[str, list]:
+    """workflow key -> RunRecords that make the instance live (in flight, or a chain just finished)."""
+    groups: dict[str, list] = {}
+    recs = list(instance.get_run_records(filters=RunsFilter(statuses=list(IN_FLIGHT - {DagsterRunStatus.CANCELING}))))
+    if chain_gap_s > 0:
+        after = datetime.fromtimestamp(now - chain_gap_s, tz=timezone.utc)
+        recs += [r for r in instance.get_run_records(filters=RunsFilter(
+            statuses=[DagsterRunStatus.SUCCESS], updated_after=after)) if WORKFLOW_TAG in r.dagster_run.tags]
+    for rec in recs:
+        run = rec.dagster_run
+        if is_shadow_run(run.tags):
+            continue
+        groups.setdefault(workflow_key_of(run.tags) or run.run_id, []).append(rec)
+    return groups
+
+
+class _FingerprintCache:
+    def __init__(self, root):
+        self.root, self.cache = root, {}
+
+    def get(self, workflow: str) -> Fingerprint | None:
+        path = fingerprint_path(workflow, self.root)
+        try:
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        hit = self.cache.get(workflow)
+        if hit is None or hit[0] != mtime:
+            hit = self.cache[workflow] = (mtime, Fingerprint.load(path))
+        return hit[1]
+
+
+def _cursor(raw: str | None) -> dict:
+    if not raw:
+        return {"launched": {}, "predicted": {}}
+    try:
+        doc = json.loads(raw)
+        return {"launched": dict(doc.get("launched", {})), "predicted": dict(doc.get("predicted", {}))}
+    except (ValueError, AttributeError):
+        return {"launched": {}, "predicted": {}}
+
+
+def _candidates(fp: Fingerprint, view: GroupView, attrs: dict, now: float, horizon: int,
+                min_probability: float) -> list[Candidate]:
+    prefix = view.prefix
+    last_running = bool(view.steps) and view.steps[-1][2] in (None, "IN_PROGRESS")
+    elapsed = max(0.0, now - view.steps[-1][0]) if view.steps else None
+
+    def predict(path):
+        live = list(path) == prefix
+        pred = fp.predict(path, attrs, elapsed if live else None)
+        if not pred.ok:
+            return []
+        out = []
+        for s in pred.steps:
+            eta = s.eta_seconds
+            if live and last_running and eta == 0.0:
+                eta = None   # the running step overran every duration seen: its end is unknown
+            out.append((s.activity, s.probability, eta))
+        return out
+
+    return expand(predict, prefix, horizon=horizon, min_probability=min_probability)
+
+
+def _available(instance, view: GroupView, catalog: dict[str, StepInfo], workflow_acts: set[str],
+               needed: set[str], partition: str | None, cache: dict) -> set[str]:
+    """Assets the instance's finished steps produced, plus needed assets no step of the workflow makes."""
+    have = set()
+    for _, act, status, _ in view.steps:
+        if status == "SUCCESS" and act in catalog:
+            have |= set(catalog[act].assets)
+    made_here = {a for act in workflow_acts if act in catalog for a in catalog[act].assets}
+    for key in needed - have - made_here:
+        if (key, partition) not in cache:
+            ak = AssetKey.from_user_string(key)
+            cache[(key, partition)] = instance.get_latest_materialization_event(ak) is not None
+        if cache[(key, partition)]:
+            have.add(key)
+    return have
+
+
+# ------------------------------------------------------------------------------ the sensor
+def build_speculative_sensor(
+    *,
+    name: str = SPECULATIVE_SENSOR_NAME,
+    job=None,
+    job_name: str = SHADOW_JOB_NAME,
+    policy: PolicyConfig | None = None,
+    signal_store_url: str | None = None,
+    shadow_dir: str | None = None,
+    output_store_url: str | None = None,
+    fingerprint_dir: str | None = None,
+    horizon: int = 2,
+    ttl_s: float = 3600.0,
+    chain_gap_s: float = 300.0,
+    divergence_slack: int = 2,
+    launch_overhead_s: float = 1.0,
+    pending_grace_s: float = 120.0,
+    minimum_interval_seconds: int = 5,
+    running: bool = True,
+):
+    """The speculative sensor (default RUNNING). `job` (or `job_name`) is the shadow asset job.
+
+    A prediction counts as missed once the live instance has started `divergence_slack` more steps
+    than the predicted position without it (slack tolerates parallel steps finishing out of order),
+    or `chain_gap_s` after its last run ended without it.
+    Stores default like ShadowIOManager's: signal/outcome and output index in the shadow-dagster
+    store in DAGSTER_HOME, shadow files under DAGSTER_HOME/shadow_dagster/outputs.
+    """
+    policy = policy or PolicyConfig()
+    if not isinstance(policy, PolicyConfig):
+        raise TypeError(f"policy must be a PolicyConfig, got {type(policy).__name__}")
+    for label, value in (("ttl_s", ttl_s), ("chain_gap_s", chain_gap_s), ("launch_overhead_s", launch_overhead_s)):
+        if not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"{label} must be a number of seconds >= 0, got {value!r}")
+    if job is not None:
+        job_name = job.name
+    fingerprints = _FingerprintCache(fingerprint_dir)
+    stores: dict = {}
+    catalogs: dict = {}
+
+    def get_stores():
+        if not stores:
+            home = os.environ.get("DAGSTER_HOME")
+            url = signal_store_url or default_url()
+            out_dir = shadow_dir or (os.path.join(home, "shadow_dagster", "outputs") if home else None)
+            stores["signals"] = SignalStore(url)
+            stores["outputs"] = ShadowOutputStore(out_dir, output_store_url or default_url()) if out_dir else None
+        return stores["signals"], stores["outputs"]
+
+    kwargs = {"job": job} if job is not None else {"job_name": job_name}
+
+    @sensor(name=name, minimum_interval_seconds=minimum_interval_seconds,
+            default_status=DefaultSensorStatus.RUNNING if running else DefaultSensorStatus.STOPPED,
+            description="shadow-dagster: pre-executes predicted non-critical steps in shadow runs", **kwargs)
+    def _speculative_sensor(context: SensorEvaluationContext):
+        now = time.time()
+        instance = context.instance
+        signals, outputs = get_stores()
+        cursor = _cursor(context.cursor)
+        for section in ("launched", "predicted"):
+            cursor[section] = {k: v for k, v in cursor[section].items() if now - v <= ttl_s}
+        views: dict[str, GroupView] = {}
+        resolved = resolve_shadow_runs(instance, signals, outputs, ttl_s=ttl_s, chain_gap_s=chain_gap_s,
+                                       divergence_slack=divergence_slack, now=now, views=views)
+        repo = context.repository_def
+        if repo is None:
+            raise ValueError("the speculative sensor needs its repository (build_sensor_context(repository_def=...))")
+        catalog = catalogs.get(id(repo))
+        if catalog is None:
+            catalog = catalogs[id(repo)] = build_catalog(repo, job_name)
+        recent = read_outcomes(signals, since_ms=int((now - 30 * 86400) * 1000))
+        state = PolicyState.from_outcomes(policy_outcomes(recent), policy)
+
+        shadow_runs = instance.get_runs(filters=RunsFilter(tags={SHADOW_TAG: "true"}))
+        existing = {r.tags.get(PREDICTION_TAG) for r in shadow_runs}
+        in_flight: dict[str, int] = {}
+        for r in shadow_runs:
+            if r.status in IN_FLIGHT:
+                in_flight[r.tags.get(PARENT_TAG, "")] = in_flight.get(r.tags.get(PARENT_TAG, ""), 0) + 1
+        pending = {pid for pid, ts in cursor["launched"].items()
+                   if pid not in existing and now - ts <= pending_grace_s}
+        total = sum(in_flight.values()) + len(pending)
+
+        requests, records, notes, exists_cache = [], [], [], {}
+        for key, seed in sorted(live_groups(instance, now, chain_gap_s).items()):
+            view = views.get(key) or group_view(instance, key, seed)
+            views[key] = view
+            if not view.records:
+                continue
+            fp = fingerprints.get(view.workflow)
+            if fp is None or fp.reason is not None or not fp.content_hash:
+                notes.append(f"{key}: no usable fingerprint for {view.workflow}")
+                continue
+            first = view.records[0].dagster_run
+            start_s = view.steps[0][0] if view.steps else now
+            attrs = case_attrs(first.tags, start_s)
+            cands = _candidates(fp, view, attrs, now, horizon, policy.min_probability)
+            durations = {a: d.mean for a, d in fp.timing.duration.items()}
+            local = {a: StepInfo(i.assets, i.critical, i.deps, durations.get(a), i.partitioned)
+                     for a, i in catalog.items()}
+            needed = {d for c in cands if c.activity in local for d in local[c.activity].deps}
+            partition = first.tags.get(PARTITION_TAG)
+            available = _available(instance, view, local, set(fp.vocab.activities), needed, partition, exists_cache)
+            result = plan(workflow=view.workflow, workflow_key=key, fingerprint_hash=fp.content_hash,
+                          candidates=cands, catalog=local, available=available, done=set(view.prefix),
+                          policy=state, prefix_length=len(view.prefix),
+                          in_flight_total=total, in_flight_workflow=in_flight.get(key, 0),
+                          already_launched=existing | set(cursor["launched"]),
+                          partition_key=partition, launch_overhead_s=launch_overhead_s)
+            for act, why in result.skipped.items():
+                if why.startswith(("policy", "cap")):
+                    pid = prediction_id(key, act, fp.content_hash)
+                    if pid not in cursor["predicted"]:
+                        cursor["predicted"][pid] = now
+                        prob = next((c.probability for c in cands if c.activity == act), None)
+                        records.append(OutcomeRecord(pid, "predicted", int(now * 1000), workflow=view.workflow,
+                                                     workflow_key=key, activity=act, probability=prob,
+                                                     reason=why))
+            for work in result.work:
+                own = catalog[work.activity].assets
+                tags = {
+                    SHADOW_TAG: "true", PARENT_TAG: key, PREDICTION_TAG: work.prediction_id,
+                    PROBABILITY_TAG: f"{work.probability:.6f}", ACTIVITY_TAG: work.activity,
+                    TARGETS_TAG: json.dumps(list(own)), POSITION_TAG: str(work.position),
+                    PREFIX_LEN_TAG: str(len(view.prefix)), PREDICTED_AT_TAG: f"{now:.3f}",
+                    SHADOW_WORKFLOW_TAG: view.workflow,
+                    # its own workflow key: a shadow run never joins the live instance's case
+                    WORKFLOW_TAG: "shadow:" + work.prediction_id,
+                }
+                requests.append(RunRequest(run_key=work.run_key, asset_selection=[AssetKey.from_user_string(a)
+                                                                                   for a in work.assets],
+                                           partition_key=work.partition_key, tags=tags,
+                                           **({} if job is not None else {"job_name": job_name})))
+                cursor["launched"][work.prediction_id] = now
+                cursor["predicted"][work.prediction_id] = now
+                total += 1
+                in_flight[key] = in_flight.get(key, 0) + 1
+                for stage in ("predicted", "launched"):
+                    records.append(OutcomeRecord(work.prediction_id, stage, int(now * 1000), workflow=view.workflow,
+                                                 workflow_key=key, activity=work.activity,
+                                                 probability=work.probability))
+        record_outcomes(signals, records)
+        context.update_cursor(json.dumps(cursor, sort_keys=True))
+        if not requests:
+            summary = f"no shadow work; resolved {len(resolved)} predictions"
+            yield SkipReason("; ".join([summary] + notes[:5]))
+            return
+        yield from requests
+
+    return _speculative_sensor
+
+
+def speculation_pending(instance) -> int:
+    """Shadow runs still in flight (for reports and tests)."""
+    return sum(1 for r in instance.get_runs(filters=RunsFilter(tags={SHADOW_TAG: "true"})) if r.status in IN_FLIGHT)
+
+
+__all__ = ["SHADOW_JOB_NAME", "SPECULATIVE_SENSOR_NAME", "build_catalog", "build_speculative_sensor",
+           "live_groups", "shadow_job", "speculation_pending"]

@@ -1,0 +1,202 @@
+"""End to end on a real Dagster instance: history -> fingerprint -> live run -> sensor -> shadow run
+-> reuse (hit), and a wrong prediction -> rollback (miss, outputs deleted, live results unchanged)."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+
+import pytest
+from dagster import AssetKey, Definitions, asset, build_sensor_context, define_asset_job
+
+from shadow_dagster.dagster.critical import guard_assets
+from shadow_dagster.dagster.fingerprints import fingerprint_path
+from shadow_dagster.dagster.ingest import ingest
+from shadow_dagster.dagster.io_manager import ShadowIOManager
+from shadow_dagster.dagster.reuse import shadow_reusable
+from shadow_dagster.dagster.rollback import read_outcomes
+from shadow_dagster.dagster.speculative_sensor import SHADOW_JOB_NAME, build_speculative_sensor, shadow_job
+from shadow_dagster.fingerprint import Fingerprint
+from shadow_dagster.signals.cases import cases_from_signals
+from shadow_dagster.speculation.outputs import DELETED, ShadowOutputStore
+from shadow_dagster.speculation.planner import prediction_id
+from shadow_dagster.store.signal_store import SignalStore
+from shadow_dagster.tags import (CRITICAL_TAG, PARENT_TAG, PREDICTION_TAG, PROBABILITY_TAG, REUSED_FROM,
+                                 SHADOW_TAG, WORKFLOW_TAG)
+
+NONCRIT = {CRITICAL_TAG: "false"}
+HISTORY = "LLRLLLRLLLLR"      # the branch each past instance took: left 75%
+
+
+class World:
+    def __init__(self, tmp_path):
+        self.gate = threading.Event()
+        self.gate.set()
+        self.calls = {"stats_a": 0, "stats_b": 0}
+        gate, calls = self.gate, self.calls
+
+        @asset(code_version="1")
+        def raw() -> list:
+            return [3, 1, 2]
+
+        @asset(code_version="1")
+        def gate_step(raw: list) -> int:          # critical and slow in real life: the live run waits here
+            gate.wait(60)
+            return len(raw)
+
+        @asset(code_version="1", op_tags=NONCRIT)
+        @shadow_reusable
+        def stats_a(raw: list) -> dict:
+            calls["stats_a"] += 1
+            return {"sum": sum(raw), "max": max(raw)}
+
+        @asset(code_version="1", op_tags=NONCRIT)
+        @shadow_reusable
+        def stats_b(raw: list) -> dict:
+            calls["stats_b"] += 1
+            return {"min": min(raw)}
+
+        self.live, self.shadow = tmp_path / "live", tmp_path / "shadow"
+        self.url = f"sqlite:///{tmp_path / 'store.db'}"
+        assets = guard_assets([raw, gate_step, stats_a, stats_b])
+        jobs = [define_asset_job("ingest", selection=["raw", "gate_step"]),
+                define_asset_job("left", selection=["stats_a"]),
+                define_asset_job("right", selection=["stats_b"])]
+        self.sjob = shadow_job(assets)
+        self.sensor = build_speculative_sensor(job=self.sjob, signal_store_url=self.url, shadow_dir=str(self.shadow),
+                                               output_store_url=self.url, divergence_slack=0,
+                                               launch_overhead_s=0.0)
+        self.defs = Definitions(assets=assets, jobs=[*jobs, self.sjob], sensors=[self.sensor], resources={
+            "io_manager": ShadowIOManager(base_dir=str(self.live), shadow_dir=str(self.shadow), store_url=self.url)})
+        self.repo = self.defs.get_repository_def()
+
+    def run(self, instance, job, key, **kw):
+        return self.defs.resolve_job_def(job).execute_in_process(instance=instance, tags={WORKFLOW_TAG: key}, **kw)
+
+    def seed(self, instance):
+        for i, branch in enumerate(HISTORY):
+            self.run(instance, "ingest", f"hist-{i}")
+            self.run(instance, "left" if branch == "L" else "right", f"hist-{i}")
+        store = SignalStore(self.url)
+        ingest(instance, store, resolution_ms=1)
+        cases = [c for c in cases_from_signals(store.signals()) if c.workflow == "ingest"]
+        assert len(cases) == len(HISTORY)
+        fp = Fingerprint.fit(cases, window_days=None)
+        self.calls.update(stats_a=0, stats_b=0)
+        fingerprint_path("ingest").parent.mkdir(parents=True, exist_ok=True)
+        fp.save(fingerprint_path("ingest"))
+        return store, Fingerprint.load(fingerprint_path("ingest"))
+
+    def start_live(self, instance, key):
+        """A real live run of `ingest` held at its critical gate step (STARTED, step in progress)."""
+        self.gate.clear()
+        result = {}
+        thread = threading.Thread(target=lambda: result.update(r=self.run(instance, "ingest", key)))
+        thread.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            runs = [r for r in instance.get_runs() if r.tags.get(WORKFLOW_TAG) == key]
+            if runs and any(s.step_key == "gate_step" for s in instance.get_run_step_stats(runs[0].run_id)):
+                return thread, result
+            time.sleep(0.05)
+        raise AssertionError("live run never reached its gate step")
+
+    def tick(self, instance, cursor=None):
+        ctx = build_sensor_context(instance=instance, cursor=cursor, repository_def=self.repo)
+        return self.sensor.evaluate_tick(ctx)
+
+    def run_shadow(self, instance, request):
+        return self.defs.resolve_job_def(SHADOW_JOB_NAME).execute_in_process(
+            instance=instance, tags=request.tags, asset_selection=request.asset_selection)
+
+
+@pytest.fixture
+def world(tmp_path, instance):
+    return World(tmp_path)
+
+
+def test_shadow_job_holds_only_non_critical_assets(world):
+    job = world.defs.resolve_job_def(SHADOW_JOB_NAME)
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {"stats_a", "stats_b"}
+    with pytest.raises(ValueError, match="non-critical"):
+        shadow_job([world.defs.get_assets_def("raw")])
+
+
+def test_predict_launch_and_reuse_end_to_end(world, instance):
+    store, fp = world.seed(instance)
+    thread, live = world.start_live(instance, "live-1")
+    try:
+        first = world.tick(instance)
+    finally:
+        world.gate.set()
+    thread.join()
+    assert live["r"].success
+    reqs = first.run_requests
+    assert len(reqs) == 1, first.skip_message
+    req = reqs[0]
+    pid = prediction_id("live-1", "left/stats_a", fp.content_hash)
+    assert req.asset_selection == [AssetKey("stats_a")]          # critical assets never selected
+    assert req.run_key == "shadow-" + pid
+    assert req.tags[SHADOW_TAG] == "true" and req.tags[PARENT_TAG] == "live-1"
+    assert req.tags[PREDICTION_TAG] == pid and 0.5 < float(req.tags[PROBABILITY_TAG]) <= 1
+    assert req.tags[WORKFLOW_TAG] != "live-1"                    # never joins the live case
+    # a repeated tick launches nothing twice
+    second = world.tick(instance, first.cursor)
+    assert second.run_requests == []
+    # the shadow run executes for real; a tick after it still launches nothing
+    before = snapshot(world.live)
+    shadow = world.run_shadow(instance, req)
+    assert shadow.success and world.calls["stats_a"] == 1
+    assert world.tick(instance, second.cursor).run_requests == []
+    assert snapshot(world.live) == before                        # isolation: live storage untouched
+    # the live instance continues down the predicted branch and reuses the shadow output
+    result = world.run(instance, "left", "live-1")
+    mat = result.asset_materializations_for_node("stats_a")[0]
+    assert mat.metadata[REUSED_FROM].value == shadow.run_id
+    assert world.calls["stats_a"] == 1                           # no second compute
+    assert pickle.loads((world.live / "stats_a").read_bytes()) == {"sum": 6, "max": 3}
+    # the next tick settles the prediction as a hit, once
+    world.tick(instance, second.cursor)
+    world.tick(instance, second.cursor)
+    outcomes = read_outcomes(store)
+    hits = [o for o in outcomes if o.stage == "hit"]
+    assert len(hits) == 1 and hits[0].prediction_id == pid and hits[0].shadow_run_id == shadow.run_id
+    assert {o.stage for o in outcomes if o.prediction_id == pid} == {"predicted", "launched", "hit"}
+    assert [o for o in outcomes if o.stage == "predicted" and o.activity == "right/stats_b"]  # declined
+
+
+def test_wrong_prediction_rolls_back(world, instance):
+    store, fp = world.seed(instance)
+    thread, live = world.start_live(instance, "live-2")
+    try:
+        first = world.tick(instance)
+    finally:
+        world.gate.set()
+    thread.join()
+    req = first.run_requests[0]
+    pid = req.tags[PREDICTION_TAG]
+    before = snapshot(world.live)
+    shadow = world.run_shadow(instance, req)
+    outputs = ShadowOutputStore(world.shadow, world.url)
+    made = outputs.list(prediction_id=pid)
+    assert made and all(o.path.exists() for o in made)
+    # the live instance takes the other branch
+    result = world.run(instance, "right", "live-2")
+    assert result.success
+    world.tick(instance, first.cursor)
+    after = outputs.list(prediction_id=pid)
+    assert all(o.status == DELETED for o in after) and not any(o.path.exists() for o in made)
+    misses = [o for o in read_outcomes(store) if o.stage == "miss"]
+    assert len(misses) == 1 and misses[0].prediction_id == pid and misses[0].shadow_run_id == shadow.run_id
+    assert misses[0].seconds_wasted >= 0 and "another branch" in misses[0].reason
+    # live results are those of a run without speculation: stats_b recomputed live, the rest untouched
+    assert world.calls == {"stats_a": 1, "stats_b": 1}
+    after_live = snapshot(world.live)
+    assert pickle.loads(after_live.pop("stats_b")) == {"min": 1}
+    before.pop("stats_b")
+    assert after_live == before
+
+
+def snapshot(root):
+    return {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()}
