@@ -368,4 +368,8 @@ def test_corrupt_truncated_tampered_foreign_files(tmp_path):
     np.savez(other, weights=np.zeros(3))
     (tmp_path / "other.npz").write_bytes(other.getvalue())
     expect(tmp_path / "other.npz", "no __meta__")
+    pickled = io.BytesIO()
+    np.savez(pickled, __meta__=np.array([{"schema": "shadow-dagster/fingerprint"}], dtype=object))
+    (tmp_path / "pickled.npz").write_bytes(pickled.getvalue())
+    expect(tmp_path / "pickled.npz", "corrupt or not a fingerprint file")   # never unpickled
     Fingerprint.load(good)                                  # the original is still fine
