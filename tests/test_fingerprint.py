@@ -186,6 +186,17 @@ def test_conditioning_on_run_metadata_wins_when_observable(observable_regimes):
     assert r["fingerprint"]["top1"] >= max(r["markov1"]["top1"], r["kgram"]["top1"]) + 0.02
 
 
+def test_identifier_like_and_constant_attributes_are_not_conditioned_on():
+    from shadow_dagster.fingerprint.model import _attr_keys
+    cases = [case(f"c{i}", ["a"], attrs={"run_id": f"r{i}", "schedule": "daily",
+                                         "day": "mon" if i % 2 else "sat", "a1": str(i % 3),
+                                         "a2": str(i % 4), "a3": str(i % 5), "a4": str(i % 6)})
+             for i in range(100)]
+    assert _attr_keys(cases) == ["a1", "a2", "a3", "day"]
+    cases[0].attrs.pop("schedule")                    # missing counts as another value
+    assert "schedule" in _attr_keys(cases)
+
+
 # ------------------------------------------------------------------ receipt evaluation
 def test_receipt_evaluation_protocol(receipt):
     out = evaluate_log(receipt)

@@ -5,8 +5,7 @@ How `Fingerprint.fit` chooses its predictor (no peeking at the data it reports o
 2. The older 80% (train) is split again: its newest 20% is the *validation* slice (at most the
    newest 2,000 instances), the rest is the *fit* part. Candidates fitted on the fit part:
    first-order Markov (`markov1`), k-gram models of order 2..k with backoff, the same conditioned on
-   run metadata (all attribute keys with more than one value, and each key alone when there are
-   2-4 of them), the HMM (K and seed chosen on validation log-loss) and a mixture
+   run metadata (up to 4 attribute keys with 2..min(50, n/5) values, jointly, and each alone), the HMM (K and seed chosen on validation log-loss) and a mixture
    `w * best k-gram + (1 - w) * HMM` with w in 0.1..0.9 chosen on validation log-loss. The best
    baseline on validation top-1 (markov1 or kgram(k), then top-3, then the simpler) is chosen
    unless another candidate beats it significantly (McNemar one-sided z >= 1.645 on the validation
@@ -46,6 +45,8 @@ MAX_VALIDATION_CASES = 2000
 MAX_HOLDOUT_CASES = 5000
 MIXTURE_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 MIN_PROBABILITY = 1e-3
+MAX_ATTR_VALUES = 50
+MAX_CONDITION_KEYS = 4
 Z_SWITCH = 1.645             # one-sided 5% McNemar test to leave the best baseline
 
 
@@ -159,12 +160,20 @@ def _split(cases: Sequence[Case], fraction: float) -> tuple[list[Case], list[Cas
 
 
 def _attr_keys(cases: Sequence[Case]) -> list[str]:
-    """Attribute keys with at least two distinct values (others cannot inform a prediction)."""
+    """Attribute keys worth conditioning on: at least two values (a missing key counts as the
+    value ""), at most min(50, n/5) values (identifier-like keys such as run ids or partition
+    dates would only fragment the counts); at most 4 keys, those with the fewest values first."""
     values: dict[str, set] = {}
     for c in cases:
         for key, val in c.attrs.items():
             values.setdefault(str(key), set()).add(str(val))
-    return sorted(k for k, v in values.items() if len(v) > 1 or any(k not in c.attrs for c in cases))
+    for key, vals in values.items():
+        if any(key not in c.attrs for c in cases):
+            vals.add("")
+    limit = max(2, min(MAX_ATTR_VALUES, len(cases) // 5))
+    keys = sorted((k for k, v in values.items() if 2 <= len(v) <= limit),
+                  key=lambda k: (len(values[k]), k))
+    return sorted(keys[:MAX_CONDITION_KEYS])
 
 
 def history_hash(cases: Sequence[Case], **params) -> str:
@@ -187,7 +196,7 @@ def _select(fit: list[Case], val: list[Case], k: int, seed: int, keys: list[str]
     therefore cannot swap in a candidate whose advantage is noise.
     """
     comps = Components.fit(fit, k, [()] + ([tuple(keys)] if keys else [])
-                           + ([(key,) for key in keys] if 2 <= len(keys) <= 4 else []))
+                           + ([(key,) for key in keys] if len(keys) > 1 else []))
     vocab = comps.vocab
     vseqs = [vocab.encode(c.activities) for c in val]
     vattrs = [c.attrs for c in val]
