@@ -164,6 +164,7 @@ def test_predict_launch_and_reuse_end_to_end(world, instance):
     assert len(hits) == 1 and hits[0].prediction_id == pid and hits[0].shadow_run_id == shadow.run_id
     assert {o.stage for o in outcomes if o.prediction_id == pid} == {"predicted", "launched", "hit"}
     assert [o for o in outcomes if o.stage == "predicted" and o.activity == "right/stats_b"]  # declined
+    check_report_and_cli(world, instance, hits=1, misses=0)
 
 
 def test_wrong_prediction_rolls_back(world, instance):
@@ -196,7 +197,35 @@ def test_wrong_prediction_rolls_back(world, instance):
     assert pickle.loads(after_live.pop("stats_b")) == {"min": 1}
     before.pop("stats_b")
     assert after_live == before
+    check_report_and_cli(world, instance, hits=0, misses=1)
 
 
 def snapshot(root):
     return {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()}
+
+
+def check_report_and_cli(world, instance, *, hits, misses):
+    """The report asset's totals and `shadow list/gc` on the same instance."""
+    import json
+
+    from click.testing import CliRunner
+    from dagster import materialize
+
+    from shadow_dagster.cli_shadow import shadow
+    from shadow_dagster.dagster.speculation_report import build_speculation_report
+
+    res = materialize([build_speculation_report(signal_store_url=world.url)], instance=instance)
+    meta = res.asset_materializations_for_node("speculation_report")[0].metadata
+    assert meta["hits"].value == hits and meta["misses"].value == misses
+    assert meta["launched"].value == hits + misses and meta["predictions"].value >= hits + misses
+    assert 0 < meta["policy_threshold"].value < 1
+    assert "| run |" in meta["recent_shadow_runs"].value
+    runner = CliRunner()
+    out = runner.invoke(shadow, ["list", "--json", "--store-url", world.url])
+    assert out.exit_code == 0, out.output
+    rows = [json.loads(line) for line in out.output.splitlines()]
+    assert [r["outcome"] for r in rows] == ["hit"] * hits + ["miss"] * misses
+    out = runner.invoke(shadow, ["gc", "--ttl", "0", "--store-url", world.url, "--shadow-dir", str(world.shadow)])
+    assert out.exit_code == 0 and "deleted" in out.output, out.output
+    bad = runner.invoke(shadow, ["gc", "--store-url", world.url, "--shadow-dir", str(world.shadow / "nope")])
+    assert bad.exit_code != 0 and "does not exist" in bad.output

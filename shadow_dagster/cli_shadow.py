@@ -1,0 +1,97 @@
+"""`shadow-dagster shadow list|gc`: inspect and clean up shadow runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import click
+
+
+def _instance():
+    from dagster import DagsterInstance
+
+    if not os.environ.get("DAGSTER_HOME"):
+        raise click.ClickException("DAGSTER_HOME is not set: point it at the Dagster instance to inspect")
+    return DagsterInstance.get()
+
+
+def _signal_store(url):
+    from shadow_dagster.store.engine import StoreConfigError, default_url
+    from shadow_dagster.store.signal_store import SignalStore, SignalStoreUnavailable
+
+    try:
+        return SignalStore(url or default_url())
+    except (StoreConfigError, SignalStoreUnavailable) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group("shadow")
+def shadow():
+    """Shadow runs launched by the speculative sensor."""
+
+
+@shadow.command("list")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--store-url", default=None, help="signal store URL (default: the shadow-dagster store)")
+def list_runs(as_json: bool, limit: int, store_url: str | None):
+    """Shadow runs with their state and outcome, newest first."""
+    from shadow_dagster.dagster.rollback import read_outcomes
+    from shadow_dagster.dagster.speculation_report import shadow_run_rows
+
+    instance = _instance()
+    store = _signal_store(store_url)
+    rows = shadow_run_rows(instance, read_outcomes(store), limit=limit)
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps(r, sort_keys=True))
+        return
+    if not rows:
+        click.echo("no shadow runs")
+        return
+    click.echo(f"{'run':10} {'status':10} {'outcome':8} {'p':>6}  activity (workflow key)")
+    for r in rows:
+        click.echo(f"{r['run_id'][:8]:10} {r['status']:10} {r['outcome']:8} {r['probability'] or '':>6}  "
+                   f"{r['activity']} ({r['parent']})")
+
+
+@shadow.command("gc")
+@click.option("--ttl", "ttl_s", default=3600.0, show_default=True, type=float,
+              help="seconds after which unresolved predictions' outputs are deleted")
+@click.option("--shadow-dir", default=None, help="shadow output root (default: DAGSTER_HOME/shadow_dagster/outputs)")
+@click.option("--store-url", default=None, help="store URL (default: the shadow-dagster store)")
+def gc(ttl_s: float, shadow_dir: str | None, store_url: str | None):
+    """Delete outputs of finished shadow runs whose prediction is resolved or older than --ttl."""
+    from dagster import RunsFilter
+
+    from shadow_dagster.dagster.rollback import FINISHED, RESOLVED, read_outcomes
+    from shadow_dagster.speculation.outputs import PROMOTED, ShadowOutputStore, delete_shadow_outputs
+    from shadow_dagster.store.engine import default_url
+    from shadow_dagster.tags import PREDICTION_TAG, SHADOW_TAG
+
+    if ttl_s < 0:
+        raise click.ClickException(f"--ttl must be >= 0 seconds, got {ttl_s}")
+    instance = _instance()
+    root = shadow_dir or os.path.join(os.environ["DAGSTER_HOME"], "shadow_dagster", "outputs")
+    if not os.path.isdir(root):
+        raise click.ClickException(f"shadow output directory {root} does not exist")
+    store = _signal_store(store_url)
+    outputs = ShadowOutputStore(root, store_url or default_url())
+    resolved = {r.prediction_id for r in read_outcomes(store) if r.stage in RESOLVED}
+    now, deleted, runs = time.time(), 0, 0
+    for rec in instance.get_run_records(filters=RunsFilter(tags={SHADOW_TAG: "true"})):
+        run = rec.dagster_run
+        if run.status not in FINISHED:
+            continue
+        old = rec.end_time is not None and now - rec.end_time > ttl_s
+        if run.tags.get(PREDICTION_TAG) in resolved or old:
+            kept = [o for o in outputs.list(run_id=run.run_id) if o.status == PROMOTED]
+            if kept and not old:
+                continue   # promoted outputs stay until the TTL (the live copy is authoritative anyway)
+            n = delete_shadow_outputs(outputs, run_id=run.run_id)
+            deleted += n
+            runs += 1 if n else 0
+    files = outputs.gc(older_than_s=ttl_s)
+    click.echo(f"deleted {deleted} outputs of {runs} shadow runs; removed {files} unreferenced files")
