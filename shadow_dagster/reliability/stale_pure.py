@@ -34,6 +34,14 @@ def same(a: Any, b: Any) -> bool:
     return a == b
 
 
+def differences(shadow: dict, live: dict) -> dict:
+    """{part: [shadow value, live value]} for the top-level parts that differ (reprs beyond 200 chars cut)."""
+    def show(v):
+        return v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)[:200]
+    return {k: [show(shadow.get(k)), show(live.get(k))] for k in shadow.keys() | live.keys()
+            if not same(shadow.get(k), live.get(k))}
+
+
 def _word(rng: random.Random, n: int | None = None) -> str:
     alphabet = string.ascii_letters + string.digits + "_-./:é漢 "
     rest = "".join(rng.choice(alphabet) for _ in range((n or rng.randint(1, 12)) - 1))
@@ -174,7 +182,7 @@ def pure_trials(trials: int, seed: int = 0) -> dict:
             counts["stale_reuses"] += 1
             counts[f"stale:{mutation}"] += 1
             if len(stale_examples) < 5:
-                stale_examples.append({"mutation": mutation, "shadow": repr(shadow)[:300], "live": repr(live)[:300]})
+                stale_examples.append({"mutation": mutation, "differences": differences(shadow, live)})
         elif equal:
             counts["missed_reuses"] += 1
         else:
