@@ -226,6 +226,15 @@ def bench_ingest(events, real_events, as_json) -> None:
         echo_json(result)
 
 
+@bench.command("fingerprint")
+@click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
+def bench_fingerprint(as_json) -> None:
+    """Fit time and memory as history grows, prediction latency, accuracy on receipt.csv."""
+    from shadow_dagster.fingerprint.bench import run
+
+    run(json_out=as_json)
+
+
 def _register() -> None:
     from shadow_dagster.cli_fingerprint import fingerprint
 

@@ -7,6 +7,7 @@ The integrator adds `fingerprint` to the main CLI group (and the Dagster-store c
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -60,14 +61,26 @@ def eval_cmd(log_path: str, as_json: bool, k: int, seed: int) -> None:
 
 
 @fingerprint.command(name="show")
-@click.option("--path", "path", required=True, type=click.Path(dir_okay=False),
-              help="A fingerprint file written by Fingerprint.save().")
+@click.argument("workflow", required=False)
+@click.option("--path", "path", default=None, type=click.Path(dir_okay=False),
+              help="A fingerprint file written by Fingerprint.save() (instead of WORKFLOW).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
-def show_cmd(path: str, as_json: bool) -> None:
-    """Summary and held-out accuracy of a saved fingerprint."""
+def show_cmd(workflow: str | None, path: str | None, as_json: bool) -> None:
+    """Summary and held-out accuracy of WORKFLOW's fitted fingerprint (a job name), or of --path."""
+    if (workflow is None) == (path is None):
+        raise click.UsageError("give either WORKFLOW (a job name) or --path FILE")
     try:
+        if workflow is not None:
+            from .dagster.fingerprints import fingerprint_path
+
+            path = str(fingerprint_path(workflow))
+            if not Path(path).exists():
+                raise click.ClickException(
+                    f"no fingerprint for workflow {workflow!r} at {path}: run `shadow-dagster fingerprint fit` "
+                    "or materialize the workflow_fingerprint asset"
+                )
         fp = Fingerprint.load(path)
-    except FingerprintFormatError as exc:
+    except (FingerprintFormatError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     summary = fp.summary()
     if as_json:
@@ -87,3 +100,37 @@ def show_cmd(path: str, as_json: bool) -> None:
     elif held.get("note"):
         click.echo(held["note"])
     click.echo(f"content hash {summary['content_hash']}")
+
+
+@fingerprint.command(name="fit")
+@click.option("--store-url", envvar="SHADOW_DAGSTER_STORE_URL", default=None,
+              help="signal store URL (default: SQLite in $DAGSTER_HOME)")
+@click.option("--window-days", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
+def fit_cmd(store_url: str | None, window_days: float, as_json: bool) -> None:
+    """Fit (or keep, when history is unchanged) every workflow's fingerprint from the signal store."""
+    from .cli import open_store
+    from .dagster.history_assets import fit_or_reuse, window_cases
+
+    try:
+        grouped = window_cases(open_store(store_url), window_days, executed_only=True)
+        results = {}
+        with click.progressbar(sorted(grouped.items()), label="fitting", file=None,
+                               item_show_func=lambda kv: kv[0] if kv else "") as bar:
+            for workflow, cases in bar:
+                fp, refit = fit_or_reuse(workflow, cases, window_days)
+                s = fp.summary()
+                results[workflow] = {"instances": s["instances"], "predictor": s["predictor"],
+                                     "refit": refit, "reason": s["reason"],
+                                     "top1": (s["heldout"].get("fingerprint") or {}).get("top1")}
+    except (ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(results))
+        return
+    if not results:
+        click.echo("no workflow history in the window: run `shadow-dagster ingest` first")
+    for workflow, r in results.items():
+        state = "refitted" if r["refit"] else "unchanged"
+        click.echo(f"{workflow}: {r['instances']} instances, predictor {r['predictor']}, "
+                   f"held-out top-1 {r['top1']}, {state}" + (f" ({r['reason']})" if r["reason"] else ""))

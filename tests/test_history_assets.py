@@ -147,3 +147,27 @@ def test_predict_cli_for_a_finished_run_and_a_clear_answer_without_fingerprint(i
     assert result["reason"] is None and result["end_probability"] > 0.5  # the run is complete
     out = runner.invoke(main, ["predict", "no-such-run"])
     assert out.exit_code != 0 and "no run 'no-such-run'" in out.output and "Traceback" not in out.output
+
+
+def test_fingerprint_fit_and_show_from_the_cli(instance, dagster_home, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from shadow_dagster.cli import main
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    monkeypatch.setenv("SHADOW_DAGSTER_STORE_URL", url)
+    runner = CliRunner()
+    out = runner.invoke(main, ["fingerprint", "show", "nightly"])
+    assert out.exit_code != 0 and "no fingerprint for workflow 'nightly'" in out.output
+    history(instance)
+    ingest(instance, SignalStore(url))
+    out = runner.invoke(main, ["fingerprint", "fit", "--json"])
+    assert out.exit_code == 0, out.output
+    fitted = json.loads(out.output.strip().splitlines()[-1])
+    assert fitted["nightly"]["instances"] == 12 and fitted["nightly"]["refit"] is True
+    again = json.loads(runner.invoke(main, ["fingerprint", "fit", "--json"]).output.strip().splitlines()[-1])
+    assert again["nightly"]["refit"] is False
+    out = runner.invoke(main, ["fingerprint", "show", "nightly", "--json"])
+    assert out.exit_code == 0 and json.loads(out.output)["workflow"] == "nightly"
+    out = runner.invoke(main, ["fingerprint", "show"])
+    assert out.exit_code != 0 and "give either WORKFLOW" in out.output

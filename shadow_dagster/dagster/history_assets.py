@@ -21,6 +21,7 @@ from shadow_dagster.fingerprint import Fingerprint
 from shadow_dagster.graph import build_workflow_graph, execution_patterns, render_markdown, save_graph, summary
 from shadow_dagster.graph.patterns import markdown_table
 from shadow_dagster.signals.cases import cases_from_signals
+from shadow_dagster.store.signal_store import SignalStore
 
 GROUP = "shadow_dagster"
 SIGNALS_KEY = AssetKey("shadow_signals")
@@ -34,11 +35,10 @@ signals_spec = AssetSpec(
 )
 
 
-def window_cases(store_resource: SignalStoreResource, window_days: float, *, executed_only: bool,
+def window_cases(store: SignalStore, window_days: float, *, executed_only: bool,
                  now_s: float | None = None) -> dict[str, list[Case]]:
     """Cases of the rolling window, grouped by workflow."""
     now_s = time.time() if now_s is None else now_s
-    store = store_resource.get_store()
     since_ms = int((now_s - window_days * DAY_S) * 1000)
     cases = cases_from_signals(store.signals(since_ms=since_ms), executed_only=executed_only)
     grouped: dict[str, list[Case]] = {}
@@ -75,7 +75,7 @@ def build_history_assets(*, window_days: float, jobs: Callable[[], list], output
     def workflow_graph(context: AssetExecutionContext, shadow_signal_store: SignalStoreResource):
         from shadow_dagster.dagster.job_graph import definition_graph
 
-        grouped = window_cases(shadow_signal_store, window_days, executed_only=False)
+        grouped = window_cases(shadow_signal_store.get_store(), window_days, executed_only=False)
         job_defs = {j.name: j for j in _job_definitions(context, jobs)}
         out = output_dir() / "graphs"
         out.mkdir(parents=True, exist_ok=True)
@@ -110,7 +110,7 @@ def build_history_assets(*, window_days: float, jobs: Callable[[], list], output
         kinds={"pandas"},
     )
     def execution_patterns_asset(context: AssetExecutionContext, shadow_signal_store: SignalStoreResource):
-        grouped = window_cases(shadow_signal_store, window_days, executed_only=False)
+        grouped = window_cases(shadow_signal_store.get_store(), window_days, executed_only=False)
         cases = [c for group in grouped.values() for c in group]
         patterns = execution_patterns(cases) if cases else {"sequences": [], "variants": []}
         seqs, variants = patterns["sequences"], patterns["variants"]
@@ -134,9 +134,8 @@ def build_history_assets(*, window_days: float, jobs: Callable[[], list], output
         kinds={"hmmlearn"},
     )
     def workflow_fingerprint(context: AssetExecutionContext, shadow_signal_store: SignalStoreResource):
-        grouped = window_cases(shadow_signal_store, window_days, executed_only=True)
+        grouped = window_cases(shadow_signal_store.get_store(), window_days, executed_only=True)
         directory = fingerprint_dir()
-        directory.mkdir(parents=True, exist_ok=True)
         metadata: dict = {"workflows": len(grouped), "window_days": window_days}
         rows = []
         for workflow, cases in sorted(grouped.items()):
@@ -168,14 +167,11 @@ def build_history_assets(*, window_days: float, jobs: Callable[[], list], output
 
 def fit_or_reuse(workflow: str, cases: list[Case], window_days: float) -> tuple[Fingerprint, bool]:
     """(fingerprint, refitted): the stored one when it was fitted on exactly this history."""
-    from shadow_dagster.fingerprint import history_hash
-
-    now = max((max(e.end if e.end is not None else e.start for e in c.events) for c in cases), default=0.0)
-    params = {"window_days": window_days, "now": now, "k": 3, "seed": 0}
-    kept = [c for c in cases if c.start >= now - window_days * DAY_S]
     stored = load_fingerprint(workflow)
-    if stored is not None and stored.history == history_hash(sorted(kept, key=lambda c: c.start), **params):
+    fitted = Fingerprint.fit(cases, window_days=window_days, k=3, seed=0, previous=stored)
+    if fitted is stored:
         return stored, False
-    fitted = Fingerprint.fit(cases, window_days=window_days, now=now, k=3, seed=0)
-    fitted.save(fingerprint_path(workflow))
+    path = fingerprint_path(workflow)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fitted.save(path)
     return fitted, True
