@@ -74,14 +74,14 @@ def shadow_definitions(
     """
     if not (isinstance(window_days, (int, float)) and window_days > 0):
         raise ValueError(f"window_days must be a positive number of days, got {window_days!r}")
+    store = SignalStoreResource(
+        url=store_url, resolution_ms=resolution_ms, retention_days=retention_days, page_size=page_size
+    )
     if retention_days < window_days:
         raise ValueError(
             f"retention_days ({retention_days}) is shorter than window_days ({window_days}): the "
             "fingerprint window would read signals that retention already deleted"
         )
-    store = SignalStoreResource(
-        url=store_url, resolution_ms=resolution_ms, retention_days=retention_days, page_size=page_size
-    )
 
     def user_jobs() -> list:
         return list(user_defs.get_repository_def().get_all_jobs()) if user_defs is not None else []
