@@ -236,7 +236,7 @@ def test_per_run_event_storage_fails_with_the_fix(tmp_path):
         ({"store_url": "not a url"}, "is not a database URL"),
         ({"store_url": "mysql://x@y/z"}, "supports sqlite and postgresql"),
         ({"store_url": "sqlite://"}, "in-memory"),
-        ({"retention_days": 0}, "retention_days must be positive"),
+        ({"retention_days": 0}, "retention_days must be a positive, finite number"),
     ],
 )
 def test_invalid_configuration_fails_at_load_time(kwargs, message):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from dagster import (
@@ -21,6 +22,16 @@ from shadow_dagster.dagster.sensors import build_signal_sensor
 
 STORE_RESOURCE_KEY = "shadow_signal_store"
 REFIT_JOB = "shadow_dagster_refit"
+
+
+def _positive_finite(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a positive, finite number of days, got {value!r}")
+
+
+def _positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _output_dir() -> Path:
@@ -72,8 +83,10 @@ def shadow_definitions(
     runs carry no repository (in-process execution). Invalid values (resolution outside
     1 ms..60 s, a malformed URL, a non-positive window) raise here, at load time.
     """
-    if not (isinstance(window_days, (int, float)) and window_days > 0):
-        raise ValueError(f"window_days must be a positive number of days, got {window_days!r}")
+    _positive_finite("window_days", window_days)
+    _positive_finite("retention_days", retention_days)
+    _positive_int("sensor_interval_seconds", sensor_interval_seconds)
+    _positive_int("refit_min_new_runs", refit_min_new_runs)
     store = SignalStoreResource(
         url=store_url, resolution_ms=resolution_ms, retention_days=retention_days, page_size=page_size
     )

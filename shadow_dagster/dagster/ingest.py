@@ -11,7 +11,7 @@ from dagster import DagsterInstance, RunsFilter
 
 from shadow_dagster.errors import PerRunEventStorageError
 from shadow_dagster.dagster.events import EventConverter, RunInfo, run_info_from_tags
-from shadow_dagster.store.signal_store import SignalStore
+from shadow_dagster.store.signal_store import SignalStore, UnstorableText
 
 log = logging.getLogger("shadow_dagster.ingest")
 CURSOR_NAME = "event_log"
@@ -106,7 +106,14 @@ def ingest(
             break
         conversion = converter.convert(records)
         last = max(records)
-        store.write_batch(conversion.rows, cursor=(CURSOR_NAME, last), _after_rows=_after_rows)
+        try:
+            store.write_batch(conversion.rows, cursor=(CURSOR_NAME, last), _after_rows=_after_rows)
+        except UnstorableText:
+            conversion.rows, unstorable = store.split_storable(conversion.rows)
+            for storage_id, reason in unstorable:
+                log.warning("skipped event log record storage_id=%s: %s", storage_id, reason)
+            conversion.skipped.extend(unstorable)
+            store.write_batch(conversion.rows, cursor=(CURSOR_NAME, last), _after_rows=_after_rows)
         cursor = report.cursor_after = last
         report.pages += 1
         report.events += len(records)

@@ -90,8 +90,19 @@ class ShadowLiveIOManager(PickledObjectFilesystemIOManager):
         super().handle_output(context, obj)
 
     def _promote(self, context: OutputContext, key: str) -> bool:
+        """Promote the shadow output `key` only if it is this very step's: same asset, partition and
+        the provenance key recomputed now (output metadata naming a key is a claim, not a proof)."""
         out = self.store.get_reusable(key)
-        if out is None:
+        if out is None or not context.has_asset_key:
+            return False
+        partition = context.partition_key if context.has_asset_partitions else None
+        if out.asset_key != context.asset_key.to_user_string() or out.partition_key != partition:
+            context.log.warning(f"output metadata names shadow output {key} of another asset; not promoted")
+            return False
+        from shadow_dagster.dagster.step_provenance import compute_step_provenance
+
+        if compute_step_provenance(context.step_context, context.asset_key, live_inputs_only=True).key != key:
+            context.log.warning(f"shadow output {key} does not match this step's provenance; not promoted")
             return False
         path = self.live_output_path(context)
         self.make_directory(path.parent)

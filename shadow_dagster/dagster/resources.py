@@ -33,7 +33,7 @@ class SignalStoreResource(ConfigurableResource):
     def _url(cls, value: str | None) -> str | None:
         return None if value in (None, "") else normalise_url(value)
 
-    @field_validator("resolution_ms")
+    @field_validator("resolution_ms", mode="before")
     @classmethod
     def _resolution(cls, value: int) -> int:
         return validate_resolution_ms(value)

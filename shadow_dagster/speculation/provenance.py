@@ -85,7 +85,7 @@ def provenance_parts(
             raise ProvenanceUnknown(f"input name {name!r} is not a non-empty string")
         if not _known(version):
             raise ProvenanceUnknown(f"data version of input {name} is unknown ({version!r})")
-        inputs[name] = version.strip()
+        inputs[name] = version  # verbatim: Dagster compares versions as exact strings
     _no_floats_that_drift(config, "config")
     if not _known(library_version):
         raise ProvenanceUnknown("library version is unknown")
@@ -93,7 +93,7 @@ def provenance_parts(
         "schema": KEY_SCHEMA,
         "asset_key": asset_key,
         "partition_key": partition_key,
-        "code_version": code_version.strip(),
+        "code_version": code_version,
         "inputs": inputs,
         "config": config,
         "library_version": library_version,

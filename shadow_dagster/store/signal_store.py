@@ -24,6 +24,13 @@ class SignalStoreUnavailable(RuntimeError):
     """The signal store's database cannot be reached or written."""
 
 
+class UnstorableText(ValueError):
+    """A row holds text the backend cannot store (a NUL byte on PostgreSQL)."""
+
+
+_TEXT_FIELDS = ("run_id", "job_name", "step_key", "partition_key", "workflow_key", "tags")
+
+
 def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
@@ -131,11 +138,29 @@ class SignalStore:
             if self.backend == "postgresql":
                 from psycopg2.extras import execute_values
 
-                execute_values(cur, self._insert_sql, rows, page_size=len(rows))
+                try:
+                    execute_values(cur, self._insert_sql, rows, page_size=len(rows))
+                except ValueError as exc:  # raised client-side, before anything is sent
+                    if "NUL" in str(exc):
+                        raise UnstorableText(str(exc)) from exc
+                    raise
             else:
                 cur.executemany(self._insert_sql, rows)
         finally:
             cur.close()
+
+    def split_storable(self, rows: Sequence[SignalRow]) -> tuple[list[SignalRow], list[tuple[int, str]]]:
+        """Rows this backend can store, and (event id, reason) for those it cannot."""
+        if self.backend != "postgresql":
+            return list(rows), []
+        ok, bad = [], []
+        for r in rows:
+            field = next((f for f in _TEXT_FIELDS if "\x00" in (getattr(r, f) or "")), None)
+            if field is None:
+                ok.append(r)
+            else:
+                bad.append((r.event_id, f"{field} contains a NUL byte, which PostgreSQL text cannot store"))
+        return ok, bad
 
     def _save_cursor(self, conn, name: str, value: int) -> None:
         ins = (pg_insert if self.backend == "postgresql" else sqlite_insert)(schema.cursors)
