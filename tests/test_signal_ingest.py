@@ -283,3 +283,17 @@ def test_cli_ingest_and_signals(instance, dagster_home, tmp_path, monkeypatch):
     out = runner.invoke(main, ["signals", "--since", "yesterday-ish"])
     assert out.exit_code != 0 and "cannot read time 'yesterday-ish'" in out.output
     assert "Traceback" not in out.output
+
+
+def test_a_recent_gap_in_storage_ids_holds_the_cursor_until_it_is_old():
+    from types import SimpleNamespace
+
+    from shadow_dagster.dagster.ingest import committed_prefix
+
+    records = {sid: SimpleNamespace(timestamp=ts) for sid, ts in [(5, 100.0), (6, 101.0), (8, 102.0), (9, 103.0)]}
+    # id 7 may still be committing: stop before the gap while the event after it is recent
+    assert list(committed_prefix(records, 4, now=105.0, grace_s=10.0)) == [5, 6]
+    # once the event after the gap is older than the grace period, the gap is a rollback
+    assert list(committed_prefix(records, 4, now=200.0, grace_s=10.0)) == [5, 6, 8, 9]
+    # a gap right after the cursor counts too
+    assert list(committed_prefix(records, 3, now=105.0, grace_s=10.0)) == []

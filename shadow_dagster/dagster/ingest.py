@@ -48,6 +48,22 @@ def run_lookup(instance: DagsterInstance):
     return lookup
 
 
+def committed_prefix(records: Mapping[int, object], after: int, now: float, grace_s: float) -> dict:
+    """The records before the first recent gap in storage ids.
+
+    On PostgreSQL, concurrent writers can commit id n+1 before id n; a cursor moved past n would
+    never see it. A gap followed by an event younger than `grace_s` may be such a transaction
+    still in flight, so the page stops there; an older gap is a rollback or a deleted run.
+    """
+    ids = sorted(records)
+    prev = after
+    for i, sid in enumerate(ids):
+        if prev >= 0 and sid != prev + 1 and now - records[sid].timestamp < grace_s:
+            return {k: records[k] for k in ids[:i]}
+        prev = sid
+    return dict(records)
+
+
 @dataclass
 class IngestReport:
     """What one pass did."""
@@ -78,6 +94,7 @@ def ingest(
     page_size: int = 2000,
     max_seconds: float = 20.0,
     max_pages: int | None = None,
+    gap_grace_seconds: float = 10.0,
     converter: EventConverter | None = None,
     _after_rows=None,
 ) -> IngestReport:
@@ -101,8 +118,10 @@ def ingest(
         if time.monotonic() - started > max_seconds:
             report.backlog_left = True
             break
-        records = instance.event_log_storage.get_logs_for_all_runs_by_log_id(after_cursor=cursor, limit=page_size)
+        fetched = instance.event_log_storage.get_logs_for_all_runs_by_log_id(after_cursor=cursor, limit=page_size)
+        records = committed_prefix(fetched, cursor, time.time(), gap_grace_seconds)
         if not records:
+            report.backlog_left = bool(fetched)
             break
         conversion = converter.convert(records)
         last = max(records)
@@ -119,7 +138,8 @@ def ingest(
         report.events += len(records)
         report.rows += len(conversion.rows)
         report.skipped.extend(conversion.skipped)
-        if len(records) < page_size:
+        if len(fetched) < page_size or len(records) < len(fetched):
+            report.backlog_left = len(records) < len(fetched)
             break
     report.seconds = time.monotonic() - started
     return report
