@@ -24,6 +24,7 @@ test: install
 bench: install
 	$(BIN)/shadow-dagster bench ingest
 	$(BIN)/shadow-dagster bench fingerprint
+	$(BIN)/shadow-dagster bench reliability --trials 100
 
 clean:
 	rm -rf $(VENV) .dagster_home

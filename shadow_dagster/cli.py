@@ -237,8 +237,10 @@ def bench_fingerprint(as_json) -> None:
 
 def _register() -> None:
     from shadow_dagster.cli_fingerprint import fingerprint
+    from shadow_dagster.cli_reliability import reliability
 
     main.add_command(fingerprint)
+    bench.add_command(reliability)
 
 
 _register()
