@@ -3,33 +3,20 @@
 from __future__ import annotations
 
 import os
-import uuid
 
 import pytest
 
 PG_URL = os.environ.get("SHADOW_DAGSTER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def _pg_reachable(url: str) -> str | None:
-    import sqlalchemy as sa
-
-    from shadow_dagster.store.engine import normalise_url
-
-    try:
-        engine = sa.create_engine(normalise_url(url))
-        with engine.connect() as conn:
-            conn.execute(sa.text("select 1"))
-        engine.dispose()
-        return None
-    except Exception as exc:  # noqa: BLE001 - report any connection failure as the skip reason
-        return f"PostgreSQL at {url} unreachable: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
-
-
 @pytest.fixture(scope="session")
 def pg_url() -> str:
     """The PostgreSQL URL; skips off CI when the server is missing, fails under CI=true."""
-    problem = _pg_reachable(PG_URL)
+    from shadow_dagster.reliability.stores import pg_reachable
+
+    problem = pg_reachable(PG_URL)
     if problem:
+        problem = f"PostgreSQL at {PG_URL} unreachable: {problem}"
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(f"{problem} (CI=true requires PostgreSQL; set SHADOW_DAGSTER_TEST_PG_URL)")
         pytest.skip(problem)
@@ -39,19 +26,18 @@ def pg_url() -> str:
 @pytest.fixture
 def pg_schema_url(pg_url):
     """A fresh PostgreSQL schema per test (dropped afterwards), as a URL with search_path."""
-    import sqlalchemy as sa
+    from shadow_dagster.reliability.stores import pg_schema
 
-    from shadow_dagster.store.engine import normalise_url
+    with pg_schema(pg_url) as url:
+        yield url
 
-    schema = "t_" + uuid.uuid4().hex[:12]
-    engine = sa.create_engine(normalise_url(pg_url))
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'create schema "{schema}"'))
-    sep = "&" if "?" in pg_url else "?"
-    yield f"{pg_url}{sep}options=-csearch_path%3D{schema}"
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'drop schema "{schema}" cascade'))
-    engine.dispose()
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request, tmp_path):
+    """A fresh signal-store URL on each backend: a SQLite file, then a PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("pg_schema_url")
 
 
 @pytest.fixture

@@ -20,13 +20,6 @@ from shadow_dagster.speculation.outputs import (
 K1, K2, K3 = "a" * 64, "b" * 64, "c" * 64
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'index.db'}"
-    return request.getfixturevalue("pg_schema_url")
-
-
 @pytest.fixture
 def live(tmp_path):
     d = tmp_path / "live"

@@ -19,13 +19,6 @@ from shadow_dagster.store.engine import StoreConfigError
 from shadow_dagster.store.signal_store import SignalStore, SignalStoreUnavailable
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'signals.db'}"
-    return request.getfixturevalue("pg_schema_url")
-
-
 @pytest.fixture
 def store(store_url):
     s = SignalStore(store_url)
@@ -115,7 +108,7 @@ def test_fault_between_write_and_cursor_save_loses_and_duplicates_nothing(instan
     n = store.count()
 
     # a reference store fed without faults holds exactly the same rows
-    reference = SignalStore(store.url.replace("signals.db", "reference.db")) if store.backend == "sqlite" else None
+    reference = SignalStore(store.url.replace("store.db", "reference.db")) if store.backend == "sqlite" else None
     if reference is not None:
         ingest(instance, reference, page_size=total_events)
         assert sorted(reference.rows()) == sorted(store.rows())
