@@ -38,10 +38,13 @@ CHROMIUM_ARGS = [
 class Seeded:
     home: Path
     workflow: str                   # the fingerprinted workflow (first job of the chain)
+    instances: int                  # workflow instances it learned from
     predictor: str                  # the fingerprint's chosen predictor, from the asset metadata
     top1: float                     # its held-out top-1 accuracy, from the asset metadata
-    shadow_run_id: str
+    shadow_run_id: str              # the shadow run whose output the live run reused
+    shadow_run_ids: list
     shadow_tags: dict
+    shadow_job: str
     live_partition: str
     reused: dict = field(default_factory=dict)   # asset name -> shadow run id it reused
 
@@ -80,13 +83,20 @@ def seed(home: Path, today: dt.date | None = None) -> Seeded:
         # history, signals, refit (the fingerprint's metadata is what the UI shows)
         simulate(instance, days=HISTORY_DAYS, runs_per_day=1, fast=False, end=today - dt.timedelta(days=1),
                  defs=defs)
-        ingest(instance, SignalStore(default_url(str(home))))
+        # 1 ms resolution: at the fast scale a run lasts about a second, and 1 s quantisation
+        # can give the next job of a chain the same start time as the first one
+        store = SignalStore(default_url(str(home)))
+        while ingest(instance, store, resolution_ms=1).backlog_left:
+            pass
         refit = defs.resolve_job_def("shadow_dagster_refit").execute_in_process(instance=instance, run_config=quiet)
         assert refit.success
         meta = instance.get_latest_materialization_event(
             AssetKey("workflow_fingerprint")).asset_materialization.metadata
-        workflow = next(r.data["workflow"] for r in meta["accuracy"].value.records)
-        row = next(r.data for r in meta["accuracy"].value.records if r.data["workflow"] == workflow)
+        rows = [r.data for r in meta["accuracy"].value.records]
+        assert [r["workflow"] for r in rows] == ["ingest_job"], meta["accuracy_md"].value
+        row = rows[0]
+        workflow = row["workflow"]
+        assert row["fingerprint_top1"] is not None, meta["accuracy_md"].value
 
         # today's live instance, held at its critical warehouse load (a slow external system) so
         # that it is in flight when the speculative sensor ticks, as a real slow load would be
@@ -125,11 +135,15 @@ def seed(home: Path, today: dt.date | None = None) -> Seeded:
             run = instance.get_run_by_id(result.run_id)
         sensor.evaluate_tick(build_sensor_context(instance=instance, repository_def=repo,
                                                   cursor=tick.cursor))     # settles the hit
-        shadow_run = instance.get_run_by_id(shadow_ids[0])
+        assert reused and set(reused.values()) <= set(shadow_ids), (reused, shadow_ids)
+        # "the" shadow run of the screenshots: the one whose output the live run reused
+        shadow_run = instance.get_run_by_id(sorted(reused.items())[0][1])
         tags = dict(shadow_run.tags)
         assert tags[SHADOW_TAG] == "true" and tags[PARENT_TAG] and tags[PREDICTION_TAG]
-    return Seeded(home=home, workflow=workflow, predictor=str(row["predictor"]),
+    return Seeded(home=home, workflow=workflow, instances=int(row["instances"]), predictor=str(row["predictor"]),
                   top1=float(row["fingerprint_top1"]), shadow_run_id=shadow_run.run_id, shadow_tags=tags,
+                  shadow_run_ids=shadow_ids,
+                  shadow_job=shadow_run.job_name,
                   live_partition=partition, reused=reused)
 
 
@@ -224,6 +238,20 @@ class DagsterDev:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"dagster dev did not answer /server_info:\n{self.log()[-3000:]}")
             time.sleep(0.5)
+
+    def graphql(self, query: str) -> dict:
+        import json
+
+        request = urllib.request.Request(self.url + "/graphql", data=json.dumps({"query": query}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def dismiss_newsletter_dialog(self) -> None:
+        """Mark Dagster's first-visit "Join the Dagster community" dialog as seen (as Skip does)."""
+        done = self.graphql("mutation { setNuxSeen }")
+        assert done.get("data", {}).get("setNuxSeen") is not None, done
+        assert self.graphql("{ shouldShowNux }")["data"]["shouldShowNux"] is False
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
