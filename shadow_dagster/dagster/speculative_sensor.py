@@ -116,8 +116,8 @@ def build_catalog(repository_def, shadow_job_name: str = SHADOW_JOB_NAME) -> dic
     graph = repository_def.asset_graph
     catalog: dict[str, StepInfo] = {}
     for job in repository_def.get_all_jobs():
-        if job.name == shadow_job_name:
-            continue
+        if job.name == shadow_job_name or job.name.startswith("__"):
+            continue   # the shadow job and Dagster's implicit asset job are not workflows
         _, nodes = definition_graph(job)
         for step_key, info in nodes.items():
             assets = tuple(info.get("asset_keys") or ())
@@ -325,6 +325,10 @@ def build_speculative_sensor(
                           in_flight_total=total, in_flight_workflow=in_flight.get(key, 0),
                           already_launched=existing | set(cursor["launched"]),
                           partition_key=partition, launch_overhead_s=launch_overhead_s)
+            notes.extend(f"{key}: {act}: {why}" for act, why in result.skipped.items()
+                         if not why.startswith(("critical", "already")))
+            if not cands and view.in_progress:
+                notes.append(f"{key}: no prediction after {view.prefix[-3:]}")
             for act, why in result.skipped.items():
                 if why.startswith(("policy", "cap")):
                     pid = prediction_id(key, act, fp.content_hash)

@@ -1,0 +1,152 @@
+"""Rollback: outcome records are written once; a shadow run launched by Dagster's real run launcher
+(code server + run worker process) is cancelled, its outputs deleted and a miss recorded."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import textwrap
+import time
+
+import pytest
+from dagster import AssetKey, DagsterRunStatus
+
+from shadow_dagster.dagster.rollback import (ACTIVITY_TAG, OUTCOME_RUN_PREFIX, POSITION_TAG, PREDICTED_AT_TAG,
+                                             PREFIX_LEN_TAG, TARGETS_TAG, OutcomeRecord, read_outcomes,
+                                             record_outcomes, resolve_shadow_runs)
+from shadow_dagster.dagster.speculative_sensor import SHADOW_JOB_NAME
+from shadow_dagster.speculation.outputs import DELETED, ShadowOutputStore
+from shadow_dagster.store.signal_store import SignalStore
+from shadow_dagster.tags import PARENT_TAG, PREDICTION_TAG, PROBABILITY_TAG, SHADOW_TAG, WORKFLOW_TAG
+
+
+def test_outcomes_are_idempotent_and_stay_out_of_cases(tmp_path):
+    from shadow_dagster.signals.cases import cases_from_signals
+
+    store = SignalStore(f"sqlite:///{tmp_path / 's.db'}")
+    rec = OutcomeRecord("p1", "launched", 1_700_000_000_000, workflow="etl", workflow_key="k", activity="etl/a",
+                        probability=0.8)
+    hit = OutcomeRecord("p1", "hit", 1_700_000_100_000, probability=0.8, seconds_saved=2.5)
+    miss = OutcomeRecord("p1", "miss", 1_700_000_200_000, probability=0.8, seconds_wasted=1.0)
+    assert record_outcomes(store, [rec, hit]) == 2
+    assert record_outcomes(store, [rec, hit, miss]) == 0         # resolved once, never twice
+    got = read_outcomes(store)
+    assert [r.stage for r in got] == ["launched", "hit"] and got[1].seconds_saved == 2.5
+    rows = store.rows(run_id=OUTCOME_RUN_PREFIX + "p1")
+    assert all(r.event_id < 0 and r.kind == "outcome" and r.workflow_key is None for r in rows)
+    assert cases_from_signals(store.signals()) == []              # outcomes never become workflow steps
+    with pytest.raises(ValueError):
+        OutcomeRecord("p1", "maybe", 0)
+
+
+LOCATION = '''
+import time
+from pathlib import Path
+from dagster import Definitions, asset
+from shadow_dagster.dagster.critical import guard_assets
+from shadow_dagster.dagster.io_manager import ShadowIOManager
+from shadow_dagster.dagster.speculative_sensor import shadow_job
+
+ROOT = Path({root!r})
+
+@asset(code_version="1")
+def src() -> int:
+    return 1
+
+@asset(code_version="1", op_tags={{"shadow_dagster/critical": "false"}})
+def slow(src: int) -> int:
+    (ROOT / "slow_started").write_text("x")
+    for _ in range(1200):          # until cancelled (or released after two minutes at most)
+        if (ROOT / "release").exists():
+            break
+        time.sleep(0.1)
+    return src + 1
+
+assets = guard_assets([src, slow])
+defs = Definitions(assets=assets, jobs=[shadow_job(assets)], resources={{"io_manager": ShadowIOManager(
+    base_dir=str(ROOT / "live"), shadow_dir=str(ROOT / "shadow"), store_url={url!r})}})
+'''
+
+
+def _wait(cond, what, seconds=90):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def launcher_instance(tmp_path, monkeypatch):
+    """An instance whose runs are launched at once by the DefaultRunLauncher (no queue, no daemon)."""
+    from dagster import DagsterInstance
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(
+        "event_log_storage:\n  module: dagster.core.storage.event_log\n"
+        f"  class: ConsolidatedSqliteEventLogStorage\n  config: {{base_dir: {home / 'history'}}}\n"
+        "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n"
+        "telemetry: {enabled: false}\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))       # the run worker process opens the same instance
+    inst = DagsterInstance.get()
+    yield inst
+    inst.dispose()
+
+
+def test_rollback_cancels_a_run_from_the_real_launcher(tmp_path, launcher_instance):
+    from dagster._core.definitions.selector import JobSubsetSelector
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import PythonFileTarget
+
+    instance = launcher_instance
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    path = tmp_path / "location.py"
+    path.write_text(textwrap.dedent(LOCATION.format(root=str(tmp_path), url=url)))
+    spec = importlib.util.spec_from_file_location("rollback_location", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.defs.resolve_job_def("__ASSET_JOB").execute_in_process(instance=instance, asset_selection=[AssetKey("src")])
+
+    pid = "pred-cancel-1"
+    tags = {SHADOW_TAG: "true", PARENT_TAG: "wf-gone", PREDICTION_TAG: pid, PROBABILITY_TAG: "0.9",
+            ACTIVITY_TAG: "left/slow", TARGETS_TAG: json.dumps(["slow"]), POSITION_TAG: "2", PREFIX_LEN_TAG: "2",
+            PREDICTED_AT_TAG: str(time.time() - 30), WORKFLOW_TAG: "shadow:" + pid}
+    target = PythonFileTarget(python_file=str(path), attribute="defs", working_directory=str(tmp_path),
+                              location_name="loc")
+    with WorkspaceProcessContext(instance, target) as process_ctx:
+        workspace = process_ctx.create_request_context()
+        location = workspace.get_code_location("loc")
+        repo = next(iter(location.get_repositories().values()))
+        remote_job = location.get_job(JobSubsetSelector(
+            location_name="loc", repository_name=repo.name, job_name=SHADOW_JOB_NAME, op_selection=None,
+            asset_selection=[AssetKey("slow")]))
+        plan = location.get_execution_plan(remote_job, {}, step_keys_to_execute=None, known_state=None,
+                                           instance=instance)
+        run = instance.create_run(
+            job_name=SHADOW_JOB_NAME, run_id=None, run_config={}, resolved_op_selection=None,
+            step_keys_to_execute=plan.execution_plan_snapshot.step_keys_to_execute, op_selection=None,
+            status=None, root_run_id=None, parent_run_id=None, tags=tags, job_snapshot=remote_job.job_snapshot,
+            execution_plan_snapshot=plan.execution_plan_snapshot, parent_job_snapshot=remote_job.parent_job_snapshot,
+            remote_job_origin=remote_job.get_remote_origin(), job_code_origin=remote_job.get_python_origin(),
+            asset_selection=frozenset({AssetKey("slow")}), asset_check_selection=None, asset_graph=repo.asset_graph)
+        instance.submit_run(run.run_id, workspace)
+        try:
+            _wait(lambda: (tmp_path / "slow_started").exists(), "the shadow step to start")
+            assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
+            signals = SignalStore(url)
+            outputs = ShadowOutputStore(tmp_path / "shadow", url)
+            res = resolve_shadow_runs(instance, signals, outputs, ttl_s=10)
+            assert [(r.prediction_id, r.outcome, r.cancelled) for r in res] == [(pid, "miss", True)]
+            assert "expired" in res[0].reason
+            assert instance.get_run_by_id(run.run_id).status in (DagsterRunStatus.CANCELING,
+                                                                  DagsterRunStatus.CANCELED)
+            _wait(lambda: instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED, "CANCELED")
+            assert all(o.status == DELETED for o in outputs.list(prediction_id=pid))
+            misses = [o for o in read_outcomes(signals) if o.stage == "miss"]
+            assert len(misses) == 1 and misses[0].shadow_run_id == run.run_id and misses[0].seconds_wasted > 0
+            assert not (tmp_path / "live" / "slow").exists()           # nothing reached live storage
+            assert resolve_shadow_runs(instance, signals, outputs, ttl_s=10) == []   # settled once
+        finally:
+            (tmp_path / "release").write_text("x")
