@@ -20,10 +20,15 @@ from shadow_dagster.store.signal_store import SignalStore
 from shadow_dagster.tags import PARENT_TAG, PREDICTION_TAG, PROBABILITY_TAG, SHADOW_TAG, WORKFLOW_TAG
 
 
-def test_outcomes_are_idempotent_and_stay_out_of_cases(tmp_path):
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request, tmp_path):
+    return f"sqlite:///{tmp_path / 's.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_schema_url")
+
+
+def test_outcomes_are_idempotent_and_stay_out_of_cases(store_url):
     from shadow_dagster.signals.cases import cases_from_signals
 
-    store = SignalStore(f"sqlite:///{tmp_path / 's.db'}")
+    store = SignalStore(store_url)
     rec = OutcomeRecord("p1", "launched", 1_700_000_000_000, workflow="etl", workflow_key="k", activity="etl/a",
                         probability=0.8)
     hit = OutcomeRecord("p1", "hit", 1_700_000_100_000, probability=0.8, seconds_saved=2.5)
@@ -37,6 +42,7 @@ def test_outcomes_are_idempotent_and_stay_out_of_cases(tmp_path):
     assert cases_from_signals(store.signals()) == []              # outcomes never become workflow steps
     with pytest.raises(ValueError):
         OutcomeRecord("p1", "maybe", 0)
+    store.dispose()
 
 
 LOCATION = '''

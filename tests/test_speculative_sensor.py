@@ -34,7 +34,8 @@ class World:
         self.gate = threading.Event()
         self.gate.set()
         self.calls = {"stats_a": 0, "stats_b": 0}
-        gate, calls = self.gate, self.calls
+        self.fail = []
+        gate, calls, fail = self.gate, self.calls, self.fail
 
         @asset(code_version="1")
         def raw() -> list:
@@ -43,6 +44,8 @@ class World:
         @asset(code_version="1")
         def gate_step(raw: list) -> int:          # critical and slow in real life: the live run waits here
             gate.wait(60)
+            if fail:
+                raise RuntimeError("live failure injected by the test")
             return len(raw)
 
         @asset(code_version="1", op_tags=NONCRIT)
@@ -92,7 +95,8 @@ class World:
         """A real live run of `ingest` held at its critical gate step (STARTED, step in progress)."""
         self.gate.clear()
         result = {}
-        thread = threading.Thread(target=lambda: result.update(r=self.run(instance, "ingest", key)))
+        thread = threading.Thread(target=lambda: result.update(
+            r=self.run(instance, "ingest", key, raise_on_error=False)))
         thread.start()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -202,6 +206,26 @@ def test_wrong_prediction_rolls_back(world, instance):
 
 def snapshot(root):
     return {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()}
+
+
+def test_live_failure_rolls_back(world, instance):
+    store, _ = world.seed(instance)
+    thread, live = world.start_live(instance, "live-3")
+    try:
+        first = world.tick(instance)
+        world.fail.append(True)
+    finally:
+        world.gate.set()
+    thread.join()
+    assert not live["r"].success
+    req = first.run_requests[0]
+    world.run_shadow(instance, req)
+    outputs = ShadowOutputStore(world.shadow, world.url)
+    assert outputs.list(prediction_id=req.tags[PREDICTION_TAG])
+    world.tick(instance, first.cursor)
+    misses = [o for o in read_outcomes(store) if o.stage == "miss"]
+    assert len(misses) == 1 and "failure" in misses[0].reason
+    assert all(o.status == DELETED for o in outputs.list(prediction_id=req.tags[PREDICTION_TAG]))
 
 
 def check_report_and_cli(world, instance, *, hits, misses):
