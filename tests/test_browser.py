@@ -12,6 +12,7 @@ Run it alone: `.venv/bin/python -m pytest -m browser tests/test_browser.py`.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SHOTS = support.ROOT / "docs" / "screenshots"
 LOCATION = "shadow_dagster_example"
 WAIT_MS = 60_000                     # how long to wait for a page element to appear (not a timing assertion)
+TICK_WAIT_MS = 150_000               # the daemon's first sensor tick, on a busy 2-core machine
 VIEWPORT = {"width": 1400, "height": 900}
 
 
@@ -69,10 +71,13 @@ def browser(demo):
 
 @pytest.fixture
 def page(demo, browser):
+    from playwright.sync_api import expect
+
     _, dev, _ = demo
     context = browser.new_context(viewport=VIEWPORT, base_url=dev.url)
     pg = context.new_page()
     pg.set_default_timeout(WAIT_MS)
+    expect.set_options(timeout=WAIT_MS)
     yield pg
     context.close()
 
@@ -174,10 +179,18 @@ def test_automation_page_lists_the_running_signal_sensor(demo, page):
     from playwright.sync_api import expect
 
     _open(page, "/automation", "shadow_signal_sensor")
-    row = _list_row(page, "shadow_signal_sensor")
-    expect(row).to_be_visible()
-    expect(row.locator("input[type=checkbox]").last).to_be_checked()          # its toggle: running
-    expect(page.get_by_text("shadow_dagster_refit_schedule", exact=True)).to_be_visible()
+    for name in ("shadow_signal_sensor", "shadow_dagster_refit_schedule"):
+        row = _list_row(page, name)
+        expect(row).to_be_visible()
+        expect(row.locator("input[type=checkbox]").last).to_be_checked()      # its toggle: running
+    _shot(page, "automation.png")
+    # the sensor's own page: running, and the daemon of `dagster dev` has evaluated it
+    _open(page, f"/locations/{LOCATION}/sensors/shadow_signal_sensor", "Latest tick")
+    expect(page.get_by_text("shadow_signal_sensor").first).to_be_visible()
+    expect(page.get_by_text("Running", exact=True).first).to_be_visible()
+    expect(page.get_by_text("turns run and step events into temporal signals", exact=False).first).to_be_visible()
+    tick = page.get_by_text(re.compile(r"^\d+ runs? requested$|^Skipped$")).first
+    expect(tick).to_be_visible(timeout=TICK_WAIT_MS)
     _shot(page, "sensors.png")
 
 
