@@ -91,6 +91,8 @@ def _open(page, path: str, ready: str) -> None:
 
 
 def _shot(page, name: str) -> None:
+    """Save a screenshot once CSS transitions (dialogs fading in) have finished."""
+    page.wait_for_function("() => document.getAnimations().every(a => a.playState !== 'running')")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / name))
 
@@ -165,6 +167,7 @@ def test_shadow_run_page_shows_its_tags(demo, page):
     seeded, _, _ = demo
     tags = seeded.shadow_tags
     _open(page, f"/runs/{seeded.shadow_run_id}", seeded.shadow_job)
+    expect(page.get_by_text("RUN_SUCCESS", exact=True).first).to_be_visible()     # its event log has loaded
     page.get_by_role("button", name="View tags and config").click()
     dialog = page.get_by_role("dialog")
     for key in ("shadow_dagster/shadow", "shadow_dagster/parent", "shadow_dagster/prediction",
