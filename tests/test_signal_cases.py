@@ -37,3 +37,16 @@ def test_case_attrs_read_backfill_and_trigger_tags():
     attrs = case_attrs({"dagster/backfill": "abc", "dagster/schedule_name": "daily"}, 1795610454.0)
     assert attrs == {"backfill": "yes", "trigger": "schedule", "day": "weekday"}
     assert activity_label("job", "op.nested") == "job/op.nested"
+
+
+def test_runs_starting_in_the_same_tick_keep_storage_order():
+    # at 1 s resolution a fast chain's two runs can share a start tick: job a was stored first
+    for _ in range(20):  # set iteration order used to decide this at random
+        signals = [
+            sig("r1", None, [1000, 1000], ["start", "success"], job="a"),
+            sig("r1", "x", [1000, 1000], ["start", "success"], job="a"),
+            sig("r2", None, [1000], ["start"], job="b"),
+            sig("r2", "z", [1000], ["start"], job="b"),
+        ]
+        (case,) = cases_from_signals(signals)
+        assert case.workflow == "a" and case.activities == ["a/x", "b/z"]

@@ -72,24 +72,26 @@ def cases_from_signals(signals: Iterable[Signal], *, executed_only: bool = False
     """Group signals into cases ordered by start; events ordered by start (ties: input order)."""
     runs: dict[str, Signal] = {}
     steps: dict[str, list[Signal]] = {}
+    seen: dict[str, int] = {}  # first appearance in storage order: breaks ties of quantised starts
     for sig in signals:
+        seen.setdefault(sig.run_id, len(seen))
         if sig.step_key is None:
             runs[sig.run_id] = sig
         else:
             steps.setdefault(sig.run_id, []).append(sig)
     by_key: dict[str, list[str]] = {}
-    for run_id in runs.keys() | steps.keys():
+    for run_id in seen:
         run = runs.get(run_id)
         key = (run.workflow_key if run else None) or next(
             (s.workflow_key for s in steps.get(run_id, []) if s.workflow_key), run_id
         )
         by_key.setdefault(key, []).append(run_id)
 
-    def run_start(run_id: str) -> float:
+    def run_start(run_id: str) -> tuple[float, int]:
         run = runs.get(run_id)
         if run and run.tsa:
-            return run.tsa[0]
-        return min((s.tsa[0] for s in steps.get(run_id, []) if s.tsa), default=0)
+            return run.tsa[0], seen[run_id]
+        return min((s.tsa[0] for s in steps.get(run_id, []) if s.tsa), default=0), seen[run_id]
 
     cases = []
     for key, run_ids in by_key.items():
