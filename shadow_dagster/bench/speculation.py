@@ -151,25 +151,39 @@ def _stats(values: list[float]) -> dict:
 
 
 class Launcher:
-    """Launches shadow RunRequests as real multiprocess runs in background threads."""
+    """Launches shadow RunRequests as real multiprocess runs, each from its own OS process (like a run
+    worker started by a launcher; Dagster's multiprocess executor is not safe to start from threads)."""
 
     def __init__(self, instance):
-        self.instance, self.threads, self.errors = instance, [], []
-
-    def _run(self, tags, selection):
-        try:
-            _execute(shadow_job_def, self.instance, tags, selection)
-        except Exception as exc:  # noqa: BLE001 - reported in the figures
-            self.errors.append(repr(exc)[:300])
+        self.instance, self.procs, self.errors = instance, [], []
 
     def launch(self, tags, selection):
-        t = threading.Thread(target=self._run, args=(tags, selection), daemon=True)
-        t.start()
-        self.threads.append(t)
+        import subprocess
+        import sys
+
+        keys = [k.to_user_string() for k in selection]
+        self.procs.append(subprocess.Popen(
+            [sys.executable, "-m", "shadow_dagster.bench.speculation", "--shadow-run", json.dumps(tags),
+             json.dumps(keys)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+
+    @property
+    def threads(self):
+        return self.procs
 
     def join(self):
-        for t in self.threads:
-            t.join()
+        for p in self.procs:
+            _, err = p.communicate()
+            if p.returncode:
+                self.errors.append(err.strip().splitlines()[-1][:300] if err.strip() else f"exit {p.returncode}")
+
+
+def _shadow_main(tags_json: str, keys_json: str) -> int:
+    from dagster import AssetKey, DagsterInstance
+
+    with DagsterInstance.get() as instance:
+        ok, _ = _execute(shadow_job_def, instance, json.loads(tags_json),
+                         [AssetKey.from_user_string(k) for k in json.loads(keys_json)])
+    return 0 if ok else 1
 
 
 class SensorLoop:
@@ -212,6 +226,61 @@ class SensorLoop:
     def __exit__(self, *exc):
         self.stop_evt.set()
         self.thread.join()
+
+
+def make_sensor():
+    """The speculative sensor as the benchmark configures it (stores under the bench directory)."""
+    from shadow_dagster.dagster.speculative_sensor import build_speculative_sensor
+
+    root = Path(os.environ[ENV_DIR])
+    url = f"sqlite:///{root / 'store.db'}"
+    return build_speculative_sensor(signal_store_url=url, shadow_dir=str(root / "shadow"), output_store_url=url,
+                                    chain_gap_s=30, divergence_slack=0, launch_overhead_s=0.5, ttl_s=600)
+
+
+def _sensor_main(stop_file: str, out_file: str, tick_s: float) -> int:
+    """A daemon-like process: tick the sensor until `stop_file` exists, launch its requests, report."""
+    from dagster import DagsterInstance
+
+    with DagsterInstance.get() as instance:
+        launcher = Launcher(instance)
+        loop = SensorLoop(instance, make_sensor(), bench_defs().get_repository_def(), launcher, tick_s)
+        while not os.path.exists(stop_file):
+            try:
+                loop.tick()
+            except Exception as exc:  # noqa: BLE001 - reported
+                loop.errors.append(repr(exc)[:300])
+            time.sleep(tick_s)
+        launcher.join()
+        loop.tick()                      # settle outcomes of the last instances
+        Path(out_file).write_text(json.dumps({"ticks": loop.ticks, "errors": loop.errors[:5],
+                                              "skips": sorted(set(loop.skips))[:8],
+                                              "launched": len(launcher.procs), "launch_errors": launcher.errors[:5]}))
+    return 0
+
+
+class SensorProcess:
+    """Runs `_sensor_main` in its own process for the duration of a `with` block."""
+
+    def __init__(self, tmp: Path, tick_s: float):
+        self.stop, self.out, self.tick_s = tmp / f"stop-{uuid.uuid4().hex}", tmp / f"sensor-{uuid.uuid4().hex}.json", tick_s
+        self.report: dict = {}
+
+    def __enter__(self):
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "shadow_dagster.bench.speculation", "--sensor-loop",
+                                      str(self.stop), str(self.out), str(self.tick_s)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.write_text("stop")
+        _, err = self.proc.communicate()
+        if self.proc.returncode or not self.out.exists():
+            raise RuntimeError(f"sensor process failed: {err.strip().splitlines()[-1:] if err else ''}")
+        self.report = json.loads(self.out.read_text())
 
 
 def _branches(n: int, p_left: float, seed: int) -> list[str]:
@@ -355,8 +424,6 @@ def run(json_out: bool = False, *, instances: int = 8, history: int = 12, work_s
     """Run the whole benchmark in a temporary DAGSTER_HOME; returns the figures."""
     from dagster import DagsterInstance
 
-    from shadow_dagster.dagster.speculative_sensor import build_speculative_sensor
-
     if instances < 2 or history < 2:
         raise ValueError("instances and history must each be at least 2")
     if not work_s > 0:
@@ -378,9 +445,7 @@ def run(json_out: bool = False, *, instances: int = 8, history: int = 12, work_s
             url = f"sqlite:///{root / 'store.db'}"
             defs = bench_defs()
             repo = defs.get_repository_def()
-            sensor = build_speculative_sensor(signal_store_url=url, shadow_dir=str(root / "shadow"),
-                                              output_store_url=url, chain_gap_s=30, divergence_slack=0,
-                                              launch_overhead_s=0.5, ttl_s=600)
+            sensor = make_sensor()
             out: dict = {"instances": instances, "history": history, "work_s": work_s, "cores": os.cpu_count()}
             for workload, p_left in (("predictable", 0.9), ("adversarial", 0.5)):
                 say(f"{workload}: seeding {history} past instances and fitting the fingerprint ...")
@@ -393,15 +458,14 @@ def run(json_out: bool = False, *, instances: int = 8, history: int = 12, work_s
                     walls = []
                     say(f"  {mode}: {instances} instances ...")
                     if mode == "on":
-                        loop = SensorLoop(instance, sensor, repo, launcher, tick_s)
-                        with loop:
+                        with SensorProcess(root, tick_s) as daemon:
                             for i, b in enumerate(branches):
                                 walls.append(_instance_run(instance, f"{workload}-{mode}-{i}", b))
-                        launcher.join()
-                        loop.tick()          # settle the last outcomes
-                        out.setdefault("sensor_errors", []).extend(loop.errors[:3])
-                        out.setdefault("sensor_skips", {})[workload] = sorted(set(loop.skips))[:8]
-                        out.setdefault("tick_s_mean", {})[workload] = round(statistics.fmean(loop.ticks), 4)
+                        rep = daemon.report
+                        out.setdefault("sensor_errors", []).extend(rep["errors"][:3] + rep["launch_errors"][:3])
+                        out.setdefault("sensor_skips", {})[workload] = rep["skips"]
+                        out.setdefault("tick_s_mean", {})[workload] = round(statistics.fmean(rep["ticks"]), 4)
+                        launched_on = rep["launched"]
                     else:
                         for i, b in enumerate(branches):
                             key = f"{workload}-{mode}-{i}"
@@ -409,7 +473,8 @@ def run(json_out: bool = False, *, instances: int = 8, history: int = 12, work_s
                             walls.append(_instance_run(instance, key, b, before))
                         launcher.join()
                     out.setdefault("launch_errors", []).extend(launcher.errors[:3])
-                    out.setdefault(workload, {})[mode] = {"wall": _stats(walls), "shadow_launched": len(launcher.threads)}
+                    out.setdefault(workload, {})[mode] = {"wall": _stats(walls), "shadow_launched": (
+                        launched_on if mode == "on" else len(launcher.procs))}
                     if mode == "on":
                         out[workload][mode].update(_mode_outcomes(instance, url, f"{workload}-on-"))
                     say(f"    wall p50 {out[workload][mode]['wall']['p50']} s")
@@ -450,4 +515,8 @@ def run(json_out: bool = False, *, instances: int = 8, history: int = 12, work_s
 if __name__ == "__main__":
     import sys
 
+    if sys.argv[1:2] == ["--shadow-run"]:
+        sys.exit(_shadow_main(sys.argv[2], sys.argv[3]))
+    if sys.argv[1:2] == ["--sensor-loop"]:
+        sys.exit(_sensor_main(sys.argv[2], sys.argv[3], float(sys.argv[4])))
     run(json_out="--json" in sys.argv, instances=int(os.environ.get("BENCH_INSTANCES", 8)))
