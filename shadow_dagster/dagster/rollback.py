@@ -258,6 +258,14 @@ def _verdict(instance, run, view: GroupView, now: float, ttl_s: float, chain_gap
     return None
 
 
+def recent_shadow_runs(instance: DagsterInstance, created_after: float) -> list:
+    """Shadow runs created after `created_after` (epoch s): older ones were settled by their TTL."""
+    from datetime import datetime, timezone
+
+    return list(instance.get_runs(filters=RunsFilter(
+        tags={SHADOW_TAG: "true"}, created_after=datetime.fromtimestamp(created_after, tz=timezone.utc))))
+
+
 def cancel_shadow_run(instance: DagsterInstance, run) -> bool:
     """Cancel a queued or started shadow run; True when the request was accepted."""
     if not run.tags.get(SHADOW_TAG) == "true":
@@ -294,7 +302,7 @@ def resolve_shadow_runs(
 ) -> list[Resolution]:
     """Settle every launched, unresolved prediction; cancel and clean up the misses."""
     now = time.time() if now is None else now
-    shadow_runs = instance.get_runs(filters=RunsFilter(tags={SHADOW_TAG: "true"}))
+    shadow_runs = recent_shadow_runs(instance, now - 2 * ttl_s)
     by_pred: dict[str, list] = {}
     for run in shadow_runs:
         pid = run.tags.get(PREDICTION_TAG)

@@ -52,6 +52,7 @@ from shadow_dagster.dagster.rollback import (
     group_view,
     policy_outcomes,
     read_outcomes,
+    recent_shadow_runs,
     record_outcomes,
     resolve_shadow_runs,
     workflow_key_of,
@@ -289,7 +290,7 @@ def build_speculative_sensor(
         recent = read_outcomes(signals, since_ms=int((now - 30 * 86400) * 1000))
         state = PolicyState.from_outcomes(policy_outcomes(recent), policy)
 
-        shadow_runs = instance.get_runs(filters=RunsFilter(tags={SHADOW_TAG: "true"}))
+        shadow_runs = recent_shadow_runs(instance, now - 2 * ttl_s)
         existing = {r.tags.get(PREDICTION_TAG) for r in shadow_runs}
         in_flight: dict[str, int] = {}
         for r in shadow_runs:
