@@ -51,10 +51,10 @@ class Seeded:
 
 def seed(home: Path, today: dt.date | None = None) -> Seeded:
     """Fill `home` (an empty DAGSTER_HOME, already in os.environ) with real runs; see module doc."""
-    from dagster import AssetKey, DagsterInstance, Definitions, build_sensor_context
+    from dagster import AssetKey, DagsterInstance, build_sensor_context
 
     from shadow_dagster.dagster.ingest import ingest
-    from shadow_dagster.dagster.speculative_sensor import build_speculative_sensor, shadow_job
+    from shadow_dagster.dagster.speculative_sensor import SHADOW_JOB_NAME, SPECULATIVE_SENSOR_NAME
     from shadow_dagster.example.chain import chain_request
     from shadow_dagster.example.definitions import build_definitions
     from shadow_dagster.example.resources import FAST_SCALE
@@ -66,17 +66,13 @@ def seed(home: Path, today: dt.date | None = None) -> Seeded:
     assert os.environ.get("DAGSTER_HOME") == str(home)
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     today = today or dt.date.today() - dt.timedelta(days=1)     # the newest daily partition
-    defs = build_definitions(scale=FAST_SCALE)      # the code location's definitions, at the fast scale
+    # the code location's definitions at the fast scale: the speculative sensor and its shadow job
+    # come from shadow_definitions(pipeline); at this scale a launch costs more than 1 s of
+    # overhead would allow, so the fixture sets it to 0
+    spec_defs = defs = build_definitions(scale=FAST_SCALE, speculation={"launch_overhead_s": 0.0})
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-    # the speculative sensor and its shadow job, over the example's own assets
-    pipeline_assets = [defs.get_assets_def(AssetKey(name)) for name in
-                       ("raw_orders", "clean_orders", "customer_snapshot_full", "warehouse_full_load",
-                        "warehouse_incremental_load", "demand_features", "demand_model", "demand_forecast",
-                        "forecast_report", "published_forecast")]
-    sjob = shadow_job({id(a): a for a in pipeline_assets}.values())
-    sensor = build_speculative_sensor(job=sjob, launch_overhead_s=0.0)
-    spec_defs = Definitions.merge(defs, Definitions(jobs=[sjob], sensors=[sensor]))
+    sensor = defs.resolve_sensor_def(SPECULATIVE_SENSOR_NAME)
+    sjob = defs.resolve_job_def(SHADOW_JOB_NAME)
     repo = spec_defs.get_repository_def()
 
     with DagsterInstance.get() as instance:

@@ -120,10 +120,11 @@ def test_asset_group_lineage_shows_the_shadow_dagster_assets(demo, page):
 
     _open(page, f"/locations/{LOCATION}/asset-groups/shadow_dagster/lineage", "workflow_fingerprint")
     expect(page.get_by_text("Asset Group in", exact=False).first).to_be_visible()
-    for name in ("shadow_signals", "workflow_graph", "execution_patterns", "workflow_fingerprint"):
+    for name in ("shadow_signals", "workflow_graph", "execution_patterns", "workflow_fingerprint",
+                 "speculation_report"):
         expect(page.get_by_text(name, exact=True).first).to_be_visible()
-    # the refit job materialised the history assets: their nodes say so
-    expect(page.get_by_text("Materialized", exact=True)).to_have_count(3)
+    # the refit job materialised the history assets and the speculation report: their nodes say so
+    expect(page.get_by_text("Materialized", exact=True)).to_have_count(4)
     _shot(page, "lineage.png")
 
 

@@ -76,12 +76,16 @@ def shadow_definitions(
     sensor_interval_seconds: int = 15,
     refit_cron: str = "*/10 * * * *",
     refit_min_new_runs: int = 1,
+    speculation: dict | None = None,
 ) -> Definitions:
     """Definitions to merge into yours: `Definitions.merge(my_defs, shadow_definitions(my_defs))`.
 
-    `user_defs` (optional) lets the history assets read your job definitions for data edges when
-    runs carry no repository (in-process execution). Invalid values (resolution outside
-    1 ms..60 s, a malformed URL, a non-positive window) raise here, at load time.
+    `user_defs` lets the history assets read your job definitions for data edges, and turns on
+    speculation: when it has assets tagged `shadow_dagster/critical: "false"`, a shadow asset job
+    over them and the speculative sensor are added (`speculation` passes options to
+    `build_speculative_sensor`, e.g. `{"policy": PolicyConfig(...), "ttl_s": 1800}`), with the
+    `speculation_report` asset. Invalid values (resolution outside 1 ms..60 s, a malformed URL, a
+    non-positive window) raise here, at load time.
     """
     _positive_finite("window_days", window_days)
     _positive_finite("retention_days", retention_days)
@@ -100,12 +104,36 @@ def shadow_definitions(
         return list(user_defs.get_repository_def().get_all_jobs()) if user_defs is not None else []
 
     history = build_history_assets(window_days=window_days, jobs=user_jobs, output_dir=_output_dir)
+    jobs, sensors = [], [build_signal_sensor(minimum_interval_seconds=sensor_interval_seconds)]
+    speculative = _speculation(user_defs, store_url, window_days, speculation or {})
+    if speculative is not None:
+        shadow, sensor, report = speculative
+        jobs.append(shadow)
+        sensors.append(sensor)
+        history.append(report)
     refit_job = define_asset_job(REFIT_JOB, selection=AssetSelection.assets(*history),
                                  description="Refit shadow-dagster's graphs, patterns and fingerprints")
     return Definitions(
         assets=[signals_spec, *history],
-        jobs=[refit_job],
+        jobs=[refit_job, *jobs],
         schedules=[build_refit_schedule(refit_job, store, cron=refit_cron, min_new_runs=refit_min_new_runs)],
-        sensors=[build_signal_sensor(minimum_interval_seconds=sensor_interval_seconds)],
+        sensors=sensors,
         resources={STORE_RESOURCE_KEY: store},
     )
+
+
+def _speculation(user_defs: Definitions | None, store_url: str | None, window_days: float, options: dict):
+    """(shadow job, speculative sensor, report asset) when the user has non-critical assets."""
+    from shadow_dagster.dagster.speculation_report import build_speculation_report
+    from shadow_dagster.dagster.speculative_sensor import _non_critical_keys, build_speculative_sensor, shadow_job
+
+    if not isinstance(options, dict):
+        raise TypeError(f"speculation must be a dict of build_speculative_sensor options, got {options!r}")
+    assets = list(user_defs.assets or []) if user_defs is not None else []
+    if not _non_critical_keys(assets):
+        return None
+    job = shadow_job(assets)
+    sensor = build_speculative_sensor(job=job, signal_store_url=store_url, **options)
+    report = build_speculation_report(signal_store_url=store_url, policy=options.get("policy"),
+                                      window_days=window_days)
+    return job, sensor, report
