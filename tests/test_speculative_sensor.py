@@ -127,6 +127,22 @@ def test_shadow_job_holds_only_non_critical_assets(world):
         shadow_job([world.defs.get_assets_def("raw")])
 
 
+def test_speculation_definitions_merge(world):
+    from dagster import Definitions, DefaultSensorStatus
+
+    from shadow_dagster.dagster.speculative_sensor import SPECULATIVE_SENSOR_NAME, speculation_definitions
+
+    assets = [world.defs.get_assets_def(k) for k in ("raw", "gate_step", "stats_a", "stats_b")]
+    merged = Definitions.merge(Definitions(assets=assets), speculation_definitions(assets, signal_store_url=world.url))
+    job = merged.resolve_job_def(SHADOW_JOB_NAME)
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {"stats_a", "stats_b"}
+    sensor_def = merged.get_sensor_def(SPECULATIVE_SENSOR_NAME)
+    assert sensor_def.default_status == DefaultSensorStatus.RUNNING
+    assert merged.get_assets_def("speculation_report")
+    with pytest.raises(TypeError):
+        speculation_definitions(assets, job_name="x")
+
+
 def test_predict_launch_and_reuse_end_to_end(world, instance):
     store, fp = world.seed(instance)
     thread, live = world.start_live(instance, "live-1")

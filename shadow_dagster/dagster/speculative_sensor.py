@@ -373,10 +373,26 @@ def build_speculative_sensor(
     return _speculative_sensor
 
 
+def speculation_definitions(assets: Iterable, *, report: bool = True, **sensor_kwargs):
+    """The shadow job, the speculative sensor and the `speculation_report` asset for `assets` (the
+    user's assets, already passed through `guard_assets`): merge with `Definitions.merge`."""
+    from dagster import Definitions
+
+    from shadow_dagster.dagster.speculation_report import build_speculation_report
+
+    if "job" in sensor_kwargs or "job_name" in sensor_kwargs:
+        raise TypeError("speculation_definitions builds the shadow job itself; do not pass job/job_name")
+    job = shadow_job(assets)
+    sensor_def = build_speculative_sensor(job=job, **sensor_kwargs)
+    extra = [build_speculation_report(signal_store_url=sensor_kwargs.get("signal_store_url"),
+                                      policy=sensor_kwargs.get("policy"))] if report else []
+    return Definitions(assets=extra, jobs=[job], sensors=[sensor_def])
+
+
 def speculation_pending(instance) -> int:
     """Shadow runs still in flight (for reports and tests)."""
     return sum(1 for r in instance.get_runs(filters=RunsFilter(tags={SHADOW_TAG: "true"})) if r.status in IN_FLIGHT)
 
 
 __all__ = ["SHADOW_JOB_NAME", "SPECULATIVE_SENSOR_NAME", "build_catalog", "build_speculative_sensor",
-           "live_groups", "shadow_job", "speculation_pending"]
+           "live_groups", "shadow_job", "speculation_definitions", "speculation_pending"]
