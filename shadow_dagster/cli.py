@@ -226,6 +226,18 @@ def bench_ingest(events, real_events, as_json) -> None:
         echo_json(result)
 
 
+@bench.command("speculation")
+@click.option("--instances", default=6, show_default=True, type=click.IntRange(2, 100))
+@click.option("--history", default=12, show_default=True, type=click.IntRange(2, 500))
+@click.option("--work-s", default=4.0, show_default=True, help="seconds of real compute per heavy step")
+@click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
+def bench_speculation(instances, history, work_s, as_json) -> None:
+    """The same workload with speculation off, on and with an oracle; adversarial workload; tick time."""
+    from shadow_dagster.bench.speculation import run
+
+    run(as_json, instances=instances, history=history, work_s=work_s)
+
+
 @bench.command("fingerprint")
 @click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
 def bench_fingerprint(as_json) -> None:
@@ -238,8 +250,10 @@ def bench_fingerprint(as_json) -> None:
 def _register() -> None:
     from shadow_dagster.cli_fingerprint import fingerprint
     from shadow_dagster.cli_reliability import reliability
+    from shadow_dagster.cli_shadow import shadow
 
     main.add_command(fingerprint)
+    main.add_command(shadow)
     bench.add_command(reliability)
 
 

@@ -124,7 +124,11 @@ class EventConverter:
     def _convert_one(self, storage_id: int, entry, res: int) -> SignalRow | None:
         run_id = entry.run_id
         if not run_id:
-            raise ValueError("event has no run id")
+            # instance-level events (freshness, asset health, wipes) belong to no run: not signals
+            etype = entry.dagster_event.event_type if entry.dagster_event is not None else None
+            if etype in _RUN or etype in _STEP:
+                raise ValueError(f"{etype.name} event has no run id")
+            return None
         ts = entry.timestamp
         if not isinstance(ts, (int, float)) or not math.isfinite(ts) or ts <= 0:
             raise ValueError(f"event has an invalid timestamp {ts!r}")
