@@ -5,6 +5,9 @@ cd "$(dirname "$0")/.."
 
 PORT="${PORT:-3000}"
 DEMO_DAYS="${DEMO_DAYS:-10}"
+# the seeded chain waits between jobs as the deployed chain sensor and run launcher do, so the
+# fingerprint learns realistic start times for the next job (what speculation has to beat)
+DEMO_CHAIN_DELAY="${DEMO_CHAIN_DELAY:-3}"
 BIN="$PWD/.venv/bin"
 export DAGSTER_HOME="${DEMO_HOME:-$PWD/.dagster_home}"
 # Live runs and the seeded history use the same compute scale, so learned durations match.
@@ -19,7 +22,12 @@ mkdir -p "$DAGSTER_HOME"
 cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
 
 echo "seeding $DEMO_DAYS days of history into $DAGSTER_HOME (skipped when present)"
-"$BIN/python" -W ignore -m shadow_dagster.example.simulate --days "$DEMO_DAYS" --runs-per-day 1 --full --if-empty
+"$BIN/python" -W ignore -m shadow_dagster.example.simulate --days "$DEMO_DAYS" --runs-per-day 1 --full --if-empty \
+  --chain-delay "$DEMO_CHAIN_DELAY"
+
+echo "ingesting signals and fitting the fingerprint"
+"$BIN/shadow-dagster" ingest --resolution-ms 10
+"$BIN/dagster" job execute -f definitions.py -j shadow_dagster_refit >/dev/null
 
 "$BIN/dagster" dev -w workspace.yaml -h 127.0.0.1 -p "$PORT" &
 DEV_PID=$!
@@ -37,7 +45,17 @@ for _ in $(seq 1 120); do
   sleep 1
 done
 
+# a live workflow instance for the newest partition: the speculative sensor predicts its next
+# steps and launches shadow runs of the non-critical ones while it runs
+LIVE_DAY="$("$BIN/python" -c 'import datetime as d; print(d.date.today() - d.timedelta(days=1))')"
+LIVE_KEY="daily_pipeline:$LIVE_DAY#demo-$(date +%s)"
+"$BIN/dagster" job launch -w workspace.yaml -j ingest_job \
+  --tags "{\"dagster/partition\": \"$LIVE_DAY\", \"shadow_dagster/workflow\": \"$LIVE_KEY\"}" >/dev/null
+echo "launched a live ingest_job run for $LIVE_DAY (workflow $LIVE_KEY)"
+
 echo
 echo "shadow-dagster demo is up: http://127.0.0.1:$PORT"
+echo "  runs (shadow runs carry shadow_dagster/shadow=true): http://127.0.0.1:$PORT/runs"
+echo "  lineage: http://127.0.0.1:$PORT/locations/shadow_dagster_example/asset-groups/shadow_dagster/lineage"
 echo "(Ctrl-C stops it; history and outputs stay in $DAGSTER_HOME)"
 wait "$DEV_PID"

@@ -185,9 +185,11 @@ def predict(run_id, as_json) -> None:
 @click.option("--days", default=7, show_default=True, type=click.IntRange(1, 365))
 @click.option("--runs-per-day", default=1, show_default=True, type=click.IntRange(1, 50))
 @click.option("--full", is_flag=True, help="compute at full scale instead of the fast mode")
+@click.option("--chain-delay", default=0.0, show_default=True, type=click.FloatRange(0, 600),
+              help="seconds to wait before each chained job, as a deployed chain sensor does")
 @click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
 @user_errors
-def simulate(days, runs_per_day, full, as_json) -> None:
+def simulate(days, runs_per_day, full, chain_delay, as_json) -> None:
     """Seed history: execute real runs of the example pipeline against $DAGSTER_HOME."""
     from shadow_dagster.example.simulate import simulate as run_simulation
 
@@ -200,7 +202,8 @@ def simulate(days, runs_per_day, full, as_json) -> None:
             bar.update(n - done["n"])
             done["n"] = n
 
-        run_ids = run_simulation(instance, days, runs_per_day, fast=not full, progress=progress)
+        run_ids = run_simulation(instance, days, runs_per_day, fast=not full, progress=progress,
+                                 chain_delay_s=chain_delay)
     if as_json:
         echo_json({"runs": len(run_ids), "run_ids": run_ids})
     else:

@@ -118,3 +118,14 @@ def test_planner_has_no_dagster_import():
             "print('dagster' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_expand_sums_the_paths_through_either_branch_of_a_fork():
+    from shadow_dagster.speculation.planner import expand
+
+    table = {("a",): [("b", 0.5, 1.0), ("c", 0.5, 3.0)], ("a", "b"): [("d", 1.0, 1.0)],
+             ("a", "c"): [("d", 1.0, 1.0)]}
+    found = {c.activity: c for c in expand(lambda path: table.get(tuple(path), []), ["a"], horizon=2)}
+    assert found["d"].probability == 1.0 and found["d"].depth == 2
+    assert found["d"].eta_s == 0.5 * 2.0 + 0.5 * 4.0   # weighted by the branch taken
+    assert found["b"].probability == 0.5 and found["c"].eta_s == 3.0

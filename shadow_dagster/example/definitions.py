@@ -32,7 +32,14 @@ def build_pipeline(scale: float | None = None) -> Definitions:
 
 
 def build_definitions(scale: float | None = None, **shadow_options) -> Definitions:
-    """The pipeline merged with `shadow_definitions(...)`, as a user's code location would be."""
+    """The pipeline merged with `shadow_definitions(...)`, as a user's code location would be.
+
+    Signals are sampled at 10 ms: at demo scale steps last well under a second. The speculative
+    sensor looks 6 steps ahead, far enough to reach the next job of the chain while job A runs.
+    """
+    shadow_options.setdefault("resolution_ms", 10)
+    shadow_options.setdefault("speculation", {})
+    shadow_options["speculation"].setdefault("horizon", 6)
     pipeline = build_pipeline(scale)
     return Definitions.merge(pipeline, shadow_definitions(pipeline, **shadow_options))
 

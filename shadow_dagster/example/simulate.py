@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 
 from dagster import DagsterInstance, Definitions
@@ -30,7 +31,7 @@ def partition_keys(days: int, end: dt.date | None = None) -> list[str]:
 
 def simulate(instance: DagsterInstance, days: int, runs_per_day: int, fast: bool = True,
              progress: Progress | None = None, *, end: dt.date | None = None,
-             defs: Definitions | None = None) -> list[str]:
+             defs: Definitions | None = None, chain_delay_s: float = 0.0) -> list[str]:
     """Run `runs_per_day` workflow instances for each of the last `days` partitions; return run ids.
 
     Each workflow instance is ingest_job, then whatever the chain sensor's logic requests next
@@ -38,10 +39,14 @@ def simulate(instance: DagsterInstance, days: int, runs_per_day: int, fast: bool
     full-refresh branch, weekdays the incremental one. `fast` scales compute down (FAST_SCALE).
     `defs` defaults to the example's; pass the merged Definitions to run with the integration.
     A failed run raises (dagster's DagsterExecutionError family) after earlier runs are recorded.
+    `chain_delay_s` really waits that long before each chained run, as the chain sensor's interval
+    and the run launcher make a deployed chain wait; 0 chains the runs back to back.
     """
     from .chain import chain_request
     from .definitions import defs as example_defs
 
+    if not (isinstance(chain_delay_s, (int, float)) and 0 <= chain_delay_s <= 600):
+        raise ValueError(f"chain_delay_s must be between 0 and 600 seconds, got {chain_delay_s!r}")
     if runs_per_day < 1:
         raise ValueError(f"runs_per_day must be at least 1, got {runs_per_day}")
     defs = defs or example_defs
@@ -62,6 +67,8 @@ def simulate(instance: DagsterInstance, days: int, runs_per_day: int, fast: bool
                     progress(len(run_ids), total, f"{job_name} {key} ({tags[WORKFLOW_TAG]})")
                 request = chain_request(instance.get_run_by_id(result.run_id))
                 job_name, tags = (request.job_name, dict(request.tags)) if request else (None, {})
+                if job_name and chain_delay_s > 0:
+                    time.sleep(chain_delay_s)
     return run_ids
 
 
@@ -77,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="compute at $SHADOW_DAGSTER_EXAMPLE_SCALE, "
                         "not the fast scale")
     parser.add_argument("--if-empty", action="store_true", help="do nothing when ingest_job already ran")
+    parser.add_argument("--chain-delay", type=float, default=0.0,
+                        help="seconds to wait before each chained run, as a deployed chain sensor does")
     args = parser.parse_args(argv)
     with DagsterInstance.get() as instance:
         done = instance.get_run_records(RunsFilter(job_name=FIRST_JOB, statuses=[DagsterRunStatus.SUCCESS]),
@@ -88,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         def show(i: int, total: int, what: str) -> None:
             print(f"[{i}/{total}] {what}", flush=True)
 
-        ids = simulate(instance, args.days, args.runs_per_day, fast=not args.full, progress=show)
+        ids = simulate(instance, args.days, args.runs_per_day, fast=not args.full, progress=show,
+                       chain_delay_s=args.chain_delay)
     print(f"seeded {len(ids)} runs")
     return 0
 

@@ -83,12 +83,17 @@ def expand(predict: Callable[[Sequence[str]], Iterable[tuple[str, float, float |
     """Roll a one-step predictor forward `horizon` steps along its `branch` likeliest next steps.
 
     `predict(prefix)` yields (activity, probability, eta seconds). A path's probability is the
-    product along it and its ETA the sum; paths below `min_probability` are cut. Each activity keeps
-    its likeliest path (an activity already in the prefix is not a future step).
+    product along it and its ETA the sum; paths below `min_probability` are cut. An activity's
+    probability is that it starts within the horizon: the sum over the (disjoint) paths on which it
+    first appears, so a step reached after either branch of a fork counts both; its ETA is the
+    probability-weighted mean over those paths (unknown if any is). An activity already in the
+    prefix is not a future step.
     """
     if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
         raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
-    best: dict[str, Candidate] = {}
+    mass: dict[str, float] = {}
+    eta_mass: dict[str, float | None] = {}
+    first_depth: dict[str, int] = {}
     seen = set(prefix)
     frontier = [(list(prefix), 1.0, 0.0)]
     for depth in range(1, horizon + 1):
@@ -100,13 +105,18 @@ def expand(predict: Callable[[Sequence[str]], Iterable[tuple[str, float, float |
                 if prob < min_probability:
                     continue
                 total_eta = None if eta is None or step_eta is None else eta + step_eta
-                if activity not in seen:
-                    old = best.get(activity)
-                    if old is None or prob > old.probability:
-                        best[activity] = Candidate(activity, round(prob, 6), total_eta, depth)
+                if activity not in seen and activity not in path:
+                    mass[activity] = mass.get(activity, 0.0) + prob
+                    weighted = eta_mass.get(activity, 0.0)
+                    eta_mass[activity] = None if weighted is None or total_eta is None else weighted + prob * total_eta
+                    first_depth.setdefault(activity, depth)
                 nxt.append((path + [activity], prob, total_eta))
         frontier = nxt
-    return sorted(best.values(), key=lambda c: (-c.probability, c.depth, c.activity))
+    best = [
+        Candidate(a, round(min(1.0, m), 6), None if eta_mass[a] is None else eta_mass[a] / m, first_depth[a])
+        for a, m in mass.items()
+    ]
+    return sorted(best, key=lambda c: (-c.probability, c.depth, c.activity))
 
 
 def _producers(catalog: Mapping[str, StepInfo]) -> dict[str, str]:
