@@ -60,7 +60,7 @@ def calibrate(work_s: float) -> int:
 @functools.cache
 def bench_defs():
     """The benchmark code location (rebuilt in every step process from the environment)."""
-    from dagster import Definitions, MaterializeResult, asset, define_asset_job
+    from dagster import Definitions, MaterializeResult, asset, define_asset_job, multiprocess_executor
 
     from shadow_dagster.dagster.critical import guard_assets
     from shadow_dagster.dagster.io_manager import ShadowIOManager
@@ -106,7 +106,7 @@ def bench_defs():
             define_asset_job("left", selection=["features_a"]),
             define_asset_job("right", selection=["features_b"]),
             define_asset_job("probe", selection=["reuse_probe"]),
-            shadow_job(assets)]
+            shadow_job(assets, executor_def=multiprocess_executor)]  # every run multiprocess, as measured
     url = f"sqlite:///{root / 'store.db'}"
     return Definitions(assets=assets, jobs=jobs, resources={"io_manager": ShadowIOManager(
         base_dir=str(root / "live"), shadow_dir=str(root / "shadow"), store_url=url)})

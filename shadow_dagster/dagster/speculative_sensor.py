@@ -93,13 +93,21 @@ def _non_critical_keys(assets: Iterable) -> list[AssetKey]:
     return keys
 
 
-def shadow_job(assets: Iterable, name: str = SHADOW_JOB_NAME):
-    """The asset job shadow runs execute: every non-critical asset among `assets` (subset per run)."""
+def shadow_job(assets: Iterable, name: str = SHADOW_JOB_NAME, executor_def=None):
+    """The asset job shadow runs execute: every non-critical asset among `assets` (subset per run).
+
+    Shadow runs hold a few predicted steps and race the live run to them, so by default their
+    steps run in the run worker's process (no per-step process start); pass `executor_def` to
+    choose another executor.
+    """
+    from dagster import in_process_executor
+
     keys = _non_critical_keys(list(assets))
     if not keys:
         raise ValueError("no non-critical assets to pre-execute: tag safe assets with "
                          "shadow_dagster/critical='false' (op_tags or tags)")
     return define_asset_job(name, selection=AssetSelection.assets(*keys),
+                            executor_def=executor_def or in_process_executor,
                             description="shadow-dagster: pre-executes predicted non-critical assets")
 
 
