@@ -59,7 +59,7 @@ def test_demo_seeds_history_and_serves_the_ui(tmp_path, monkeypatch):
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 240                  # a bound on waiting, not an assertion
-        while f"http://127.0.0.1:{port}" not in log.read_text() and proc.poll() is None:
+        while f"shadow-dagster demo is up: http://127.0.0.1:{port}" not in log.read_text() and proc.poll() is None:
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.5)
         assert proc.poll() is None, log.read_text()[-3000:]
@@ -68,9 +68,17 @@ def test_demo_seeds_history_and_serves_the_ui(tmp_path, monkeypatch):
         assert (home / "dagster.yaml").read_text() == (ROOT / "dagster.yaml").read_text()
         assert (home / "event_log.db").exists()              # consolidated event storage in use
         monkeypatch.setenv("DAGSTER_HOME", str(home))
+        assert "launched a live ingest_job run" in log.read_text()
+        assert (home / "shadow_dagster" / "fingerprints" / "ingest_job.fingerprint").exists()
         with DagsterInstance.get() as instance:
             runs = instance.get_runs()
-            assert sorted(r.job_name for r in runs) == sorted(["ingest_job", "train_job", "notify_job"] * 2)
-            assert all(r.status == DagsterRunStatus.SUCCESS for r in runs)
+            live = [r for r in runs if "#demo-" in r.tags.get("shadow_dagster/workflow", "")]
+            seeded = [r for r in runs if r not in live and not r.tags.get("shadow_dagster/shadow")]
+            # 2 seeded days of the 3-job chain, then the refit that fits the fingerprint before serving
+            assert sorted(r.job_name for r in seeded) == sorted(
+                ["ingest_job", "train_job", "notify_job"] * 2 + ["shadow_dagster_refit"])
+            assert all(r.status == DagsterRunStatus.SUCCESS for r in seeded)
+            # and the live run the demo launches for the speculative sensor to follow
+            assert [r.job_name for r in live if r.job_name == "ingest_job"] == ["ingest_job"]
     finally:
         _stop(proc)
