@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import json
-import os
 import re
 import time
 from datetime import datetime, timezone
@@ -12,27 +9,10 @@ from datetime import datetime, timezone
 import click
 
 from shadow_dagster import __version__
+from shadow_dagster.cli_common import dagster_instance, echo_json, open_store, user_errors
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def user_errors(fn):
-    """Turn the errors a user can fix into one clear line and a non-zero exit, no traceback."""
-    from shadow_dagster.errors import ShadowDagsterUserError
-    from shadow_dagster.store.engine import StoreConfigError
-    from shadow_dagster.store.signal_store import SignalStoreUnavailable
-
-    fixable = (ShadowDagsterUserError, StoreConfigError, SignalStoreUnavailable, ValueError, FileNotFoundError)
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except fixable as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
 
 
 def parse_time(value: str | None, *, now: float | None = None) -> int | None:
@@ -58,26 +38,6 @@ def parse_time(value: str | None, *, now: float | None = None) -> int | None:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return int(dt.timestamp() * 1000)
-
-
-def dagster_instance():
-    """The instance in $DAGSTER_HOME, with a clear error when it is not set."""
-    if not os.environ.get("DAGSTER_HOME"):
-        raise click.ClickException("DAGSTER_HOME is not set: point it at your Dagster instance directory")
-    from dagster import DagsterInstance
-
-    return DagsterInstance.get()
-
-
-def open_store(store_url: str | None, retention_days: float = 30.0):
-    from shadow_dagster.store.engine import default_url
-    from shadow_dagster.store.signal_store import SignalStore
-
-    return SignalStore(store_url or default_url(), retention_days=retention_days)
-
-
-def echo_json(obj) -> None:
-    click.echo(json.dumps(obj, sort_keys=True, default=str))
 
 
 store_option = click.option(

@@ -109,7 +109,7 @@ def show_cmd(workflow: str | None, path: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
 def fit_cmd(store_url: str | None, window_days: float, as_json: bool) -> None:
     """Fit (or keep, when history is unchanged) every workflow's fingerprint from the signal store."""
-    from .cli import open_store
+    from .cli_common import open_store
     from .dagster.history_assets import fit_or_reuse, window_cases
 
     try:

@@ -8,23 +8,9 @@ import time
 
 import click
 
-
-def _instance():
-    from dagster import DagsterInstance
-
-    if not os.environ.get("DAGSTER_HOME"):
-        raise click.ClickException("DAGSTER_HOME is not set: point it at the Dagster instance to inspect")
-    return DagsterInstance.get()
-
-
-def _signal_store(url):
-    from shadow_dagster.store.engine import StoreConfigError, default_url
-    from shadow_dagster.store.signal_store import SignalStore, SignalStoreUnavailable
-
-    try:
-        return SignalStore(url or default_url())
-    except (StoreConfigError, SignalStoreUnavailable) as exc:
-        raise click.ClickException(str(exc)) from None
+from shadow_dagster.cli_common import dagster_instance as _instance
+from shadow_dagster.cli_common import open_store as _signal_store
+from shadow_dagster.cli_common import user_errors
 
 
 @click.group("shadow")
@@ -36,6 +22,7 @@ def shadow():
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--store-url", default=None, help="signal store URL (default: the shadow-dagster store)")
+@user_errors
 def list_runs(as_json: bool, limit: int, store_url: str | None):
     """Shadow runs with their state and outcome, newest first."""
     from shadow_dagster.dagster.rollback import read_outcomes
@@ -62,6 +49,7 @@ def list_runs(as_json: bool, limit: int, store_url: str | None):
               help="seconds after which unresolved predictions' outputs are deleted")
 @click.option("--shadow-dir", default=None, help="shadow output root (default: DAGSTER_HOME/shadow_dagster/outputs)")
 @click.option("--store-url", default=None, help="store URL (default: the shadow-dagster store)")
+@user_errors
 def gc(ttl_s: float, shadow_dir: str | None, store_url: str | None):
     """Delete outputs of finished shadow runs whose prediction is resolved or older than --ttl."""
     from dagster import RunsFilter
