@@ -124,16 +124,13 @@ def shadow_definitions(
 
 def _speculation(user_defs: Definitions | None, store_url: str | None, window_days: float, options: dict):
     """(shadow job, speculative sensor, report asset) when the user has non-critical assets."""
-    from shadow_dagster.dagster.speculation_report import build_speculation_report
-    from shadow_dagster.dagster.speculative_sensor import _non_critical_keys, build_speculative_sensor, shadow_job
+    from shadow_dagster.dagster.speculative_sensor import _non_critical_keys, speculation_definitions
 
     if not isinstance(options, dict):
         raise TypeError(f"speculation must be a dict of build_speculative_sensor options, got {options!r}")
     assets = list(user_defs.assets or []) if user_defs is not None else []
     if not _non_critical_keys(assets):
         return None
-    job = shadow_job(assets)
-    sensor = build_speculative_sensor(job=job, signal_store_url=store_url, **options)
-    report = build_speculation_report(signal_store_url=store_url, policy=options.get("policy"),
-                                      window_days=window_days)
+    spec = speculation_definitions(assets, window_days=window_days, signal_store_url=store_url, **options)
+    (job,), (sensor,), (report,) = spec.jobs, spec.sensors, spec.assets
     return job, sensor, report

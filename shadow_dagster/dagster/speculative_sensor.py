@@ -381,9 +381,11 @@ def build_speculative_sensor(
     return _speculative_sensor
 
 
-def speculation_definitions(assets: Iterable, *, report: bool = True, **sensor_kwargs):
+def speculation_definitions(assets: Iterable, *, report: bool = True, window_days: float = 30.0,
+                            **sensor_kwargs):
     """The shadow job, the speculative sensor and the `speculation_report` asset for `assets` (the
-    user's assets, already passed through `guard_assets`): merge with `Definitions.merge`."""
+    user's assets, already passed through `guard_assets`): merge with `Definitions.merge`.
+    `shadow_definitions(user_defs)` calls this for you."""
     from dagster import Definitions
 
     from shadow_dagster.dagster.speculation_report import build_speculation_report
@@ -393,7 +395,7 @@ def speculation_definitions(assets: Iterable, *, report: bool = True, **sensor_k
     job = shadow_job(assets)
     sensor_def = build_speculative_sensor(job=job, **sensor_kwargs)
     extra = [build_speculation_report(signal_store_url=sensor_kwargs.get("signal_store_url"),
-                                      policy=sensor_kwargs.get("policy"))] if report else []
+                                      policy=sensor_kwargs.get("policy"), window_days=window_days)] if report else []
     return Definitions(assets=extra, jobs=[job], sensors=[sensor_def])
 
 
