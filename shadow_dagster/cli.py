@@ -201,6 +201,23 @@ def bench_speculation(instances, history, work_s, as_json) -> None:
     run(as_json, instances=instances, history=history, work_s=work_s)
 
 
+@bench.command("tick-curve")
+@click.option("--live", "ns", default="10,100,1000", show_default=True, help="live instance counts, comma-separated")
+@click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
+@user_errors
+def bench_tick_curve(ns, as_json) -> None:
+    """The speculative sensor's tick time as live workflow instances grow."""
+    from shadow_dagster.bench.speculation import tick_curve
+
+    try:
+        counts = tuple(int(n) for n in ns.split(","))
+    except ValueError:
+        raise click.BadParameter(f"--live takes comma-separated integers, got {ns!r}") from None
+    if not counts or min(counts) < 1:
+        raise click.BadParameter(f"--live counts must be positive, got {ns!r}")
+    tick_curve(counts, json_out=as_json, echo=click.echo)
+
+
 @bench.command("fingerprint")
 @click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
 def bench_fingerprint(as_json) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import contextlib
 import json
 import os
 import statistics
@@ -395,21 +396,22 @@ def _reuse_overhead(instance, repeats: int = 3) -> float:
     return statistics.median(values)
 
 
-def _tick_100(instance, sensor, repo) -> float:
+def _tick_live(instance, sensor, repo, n: int, repeats: int = 3) -> float:
+    """Median time of one speculative-sensor tick with `n` live workflow instances in flight."""
     from dagster import DagsterRunStatus, build_sensor_context
     from dagster._core.storage.dagster_run import DagsterRun
 
     from shadow_dagster.tags import WORKFLOW_TAG
 
     ids = []
-    for i in range(100):
+    for i in range(n):
         run = DagsterRun(job_name="ingest", run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED,
                          tags={WORKFLOW_TAG: f"load-{i}"})
         instance.add_run(run)
         ids.append(run.run_id)
     times = []
     try:
-        for _ in range(3):
+        for _ in range(repeats):
             start = time.perf_counter()
             sensor.evaluate_tick(build_sensor_context(instance=instance, repository_def=repo))
             times.append(time.perf_counter() - start)
@@ -419,16 +421,11 @@ def _tick_100(instance, sensor, repo) -> float:
     return statistics.median(times)
 
 
-def run(json_out: bool = False, *, instances: int = 8, history: int = 12, work_s: float = 1.0,
-        tick_s: float = 1.0, seed: int = 7, echo=print) -> dict:
-    """Run the whole benchmark in a temporary DAGSTER_HOME; returns the figures."""
+@contextlib.contextmanager
+def _bench_home(work_s: float):
+    """A temporary DAGSTER_HOME (consolidated event storage) with the benchmark's environment set."""
     from dagster import DagsterInstance
 
-    if instances < 2 or history < 2:
-        raise ValueError("instances and history must each be at least 2")
-    if not work_s > 0:
-        raise ValueError(f"work_s must be positive, got {work_s!r}")
-    say = (lambda *a: None) if json_out else echo
     old_env = {k: os.environ.get(k) for k in ("DAGSTER_HOME", ENV_DIR, ENV_ITERS)}
     with tempfile.TemporaryDirectory() as tmp:
         root, home = Path(tmp), Path(tmp) / "home"
@@ -442,59 +439,7 @@ def run(json_out: bool = False, *, instances: int = 8, history: int = 12, work_s
         bench_defs.cache_clear()
         try:
             instance = DagsterInstance.get()
-            url = f"sqlite:///{root / 'store.db'}"
-            defs = bench_defs()
-            repo = defs.get_repository_def()
-            sensor = make_sensor()
-            out: dict = {"instances": instances, "history": history, "work_s": work_s, "cores": os.cpu_count()}
-            for workload, p_left in (("predictable", 0.9), ("adversarial", 0.5)):
-                say(f"{workload}: seeding {history} past instances and fitting the fingerprint ...")
-                fp = _seed_history(instance, workload, _branches(history, p_left, seed + 1), url)
-                out.setdefault("fingerprint", {})[workload] = fp.predictor
-                branches = _branches(instances, p_left, seed)
-                modes = ("off", "on", "oracle") if workload == "predictable" else ("off", "on")
-                for mode in modes:
-                    launcher = Launcher(instance)
-                    walls = []
-                    say(f"  {mode}: {instances} instances ...")
-                    if mode == "on":
-                        with SensorProcess(root, tick_s) as daemon:
-                            for i, b in enumerate(branches):
-                                walls.append(_instance_run(instance, f"{workload}-{mode}-{i}", b))
-                        rep = daemon.report
-                        out.setdefault("sensor_errors", []).extend(rep["errors"][:3] + rep["launch_errors"][:3])
-                        out.setdefault("sensor_skips", {})[workload] = rep["skips"]
-                        out.setdefault("tick_s_mean", {})[workload] = round(statistics.fmean(rep["ticks"]), 4)
-                        launched_on = rep["launched"]
-                    else:
-                        for i, b in enumerate(branches):
-                            key = f"{workload}-{mode}-{i}"
-                            before = _oracle_before(instance, launcher, key, b) if mode == "oracle" else None
-                            walls.append(_instance_run(instance, key, b, before))
-                        launcher.join()
-                    out.setdefault("launch_errors", []).extend(launcher.errors[:3])
-                    out.setdefault(workload, {})[mode] = {"wall": _stats(walls), "shadow_launched": (
-                        launched_on if mode == "on" else len(launcher.procs))}
-                    if mode == "on":
-                        out[workload][mode].update(_mode_outcomes(instance, url, f"{workload}-on-"))
-                    say(f"    wall p50 {out[workload][mode]['wall']['p50']} s")
-            pred, adv = out["predictable"], out["adversarial"]
-            off, on, oracle = (pred[m]["wall"]["mean"] for m in ("off", "on", "oracle"))
-            out["off_wall_s"], out["on_wall_s"], out["oracle_wall_s"] = pred["off"]["wall"], pred["on"]["wall"], pred["oracle"]["wall"]
-            out["ratio"] = round(on / off, 4)
-            out["oracle_ratio"] = round(oracle / off, 4)
-            out["efficiency"] = round((off - on) / (off - oracle), 4) if off - oracle > 1e-9 else None
-            out["hit_rate"] = pred["on"]["hit_rate"]
-            out["waste"] = pred["on"]["waste"]
-            out["adversarial_waste"] = adv["on"]["waste"]
-            out["adversarial_slowdown"] = round(adv["on"]["wall"]["mean"] / adv["off"]["wall"]["mean"] - 1, 4)
-            say("measuring the reuse check and a tick with 100 live runs ...")
-            out["reuse_overhead_s"] = round(_reuse_overhead(instance), 5)
-            out["tick_s_100_live"] = round(_tick_100(instance, sensor, repo), 4)
-            out["targets_met"] = {"ratio<=0.5": out["ratio"] <= 0.5,
-                                  "efficiency>=0.8": (out["efficiency"] or 0) >= 0.8,
-                                  "waste<=0.10": out["waste"] <= 0.10,
-                                  "adversarial_slowdown<=0.03": out["adversarial_slowdown"] <= 0.03}
+            yield root, instance
             instance.dispose()
         finally:
             for k, v in old_env.items():
@@ -503,6 +448,86 @@ def run(json_out: bool = False, *, instances: int = 8, history: int = 12, work_s
                 else:
                     os.environ[k] = v
             bench_defs.cache_clear()
+
+
+def tick_curve(ns=(10, 100, 1000), *, history: int = 12, work_s: float = 0.05, seed: int = 7,
+               json_out: bool = False, echo=print) -> dict:
+    """The speculative sensor's tick time as live instances grow (fingerprint fitted on real runs)."""
+    with _bench_home(work_s) as (root, instance):
+        _seed_history(instance, "curve", _branches(history, 0.9, seed + 1), f"sqlite:///{root / 'store.db'}")
+        repo, sensor = bench_defs().get_repository_def(), make_sensor()
+        out = {"history": history, "cores": os.cpu_count(), "tick_s": {}}
+        for n in ns:
+            out["tick_s"][str(n)] = round(_tick_live(instance, sensor, repo, n), 4)
+            if not json_out:
+                echo(f"  {n:>6} live instances: tick {out['tick_s'][str(n)]} s")
+    if json_out:
+        echo(json.dumps(out, sort_keys=True))
+    return out
+
+
+def run(json_out: bool = False, *, instances: int = 8, history: int = 12, work_s: float = 1.0,
+        tick_s: float = 1.0, seed: int = 7, echo=print) -> dict:
+    """Run the whole benchmark in a temporary DAGSTER_HOME; returns the figures."""
+    if instances < 2 or history < 2:
+        raise ValueError("instances and history must each be at least 2")
+    if not work_s > 0:
+        raise ValueError(f"work_s must be positive, got {work_s!r}")
+    say = (lambda *a: None) if json_out else echo
+    with _bench_home(work_s) as (root, instance):
+        url = f"sqlite:///{root / 'store.db'}"
+        defs = bench_defs()
+        repo = defs.get_repository_def()
+        sensor = make_sensor()
+        out: dict = {"instances": instances, "history": history, "work_s": work_s, "cores": os.cpu_count()}
+        for workload, p_left in (("predictable", 0.9), ("adversarial", 0.5)):
+            say(f"{workload}: seeding {history} past instances and fitting the fingerprint ...")
+            fp = _seed_history(instance, workload, _branches(history, p_left, seed + 1), url)
+            out.setdefault("fingerprint", {})[workload] = fp.predictor
+            branches = _branches(instances, p_left, seed)
+            modes = ("off", "on", "oracle") if workload == "predictable" else ("off", "on")
+            for mode in modes:
+                launcher = Launcher(instance)
+                walls = []
+                say(f"  {mode}: {instances} instances ...")
+                if mode == "on":
+                    with SensorProcess(root, tick_s) as daemon:
+                        for i, b in enumerate(branches):
+                            walls.append(_instance_run(instance, f"{workload}-{mode}-{i}", b))
+                    rep = daemon.report
+                    out.setdefault("sensor_errors", []).extend(rep["errors"][:3] + rep["launch_errors"][:3])
+                    out.setdefault("sensor_skips", {})[workload] = rep["skips"]
+                    out.setdefault("tick_s_mean", {})[workload] = round(statistics.fmean(rep["ticks"]), 4)
+                    launched_on = rep["launched"]
+                else:
+                    for i, b in enumerate(branches):
+                        key = f"{workload}-{mode}-{i}"
+                        before = _oracle_before(instance, launcher, key, b) if mode == "oracle" else None
+                        walls.append(_instance_run(instance, key, b, before))
+                    launcher.join()
+                out.setdefault("launch_errors", []).extend(launcher.errors[:3])
+                out.setdefault(workload, {})[mode] = {"wall": _stats(walls), "shadow_launched": (
+                    launched_on if mode == "on" else len(launcher.procs))}
+                if mode == "on":
+                    out[workload][mode].update(_mode_outcomes(instance, url, f"{workload}-on-"))
+                say(f"    wall p50 {out[workload][mode]['wall']['p50']} s")
+        pred, adv = out["predictable"], out["adversarial"]
+        off, on, oracle = (pred[m]["wall"]["mean"] for m in ("off", "on", "oracle"))
+        out["off_wall_s"], out["on_wall_s"], out["oracle_wall_s"] = pred["off"]["wall"], pred["on"]["wall"], pred["oracle"]["wall"]
+        out["ratio"] = round(on / off, 4)
+        out["oracle_ratio"] = round(oracle / off, 4)
+        out["efficiency"] = round((off - on) / (off - oracle), 4) if off - oracle > 1e-9 else None
+        out["hit_rate"] = pred["on"]["hit_rate"]
+        out["waste"] = pred["on"]["waste"]
+        out["adversarial_waste"] = adv["on"]["waste"]
+        out["adversarial_slowdown"] = round(adv["on"]["wall"]["mean"] / adv["off"]["wall"]["mean"] - 1, 4)
+        say("measuring the reuse check and a tick with 100 live runs ...")
+        out["reuse_overhead_s"] = round(_reuse_overhead(instance), 5)
+        out["tick_s_100_live"] = round(_tick_live(instance, sensor, repo, 100), 4)
+        out["targets_met"] = {"ratio<=0.5": out["ratio"] <= 0.5,
+                              "efficiency>=0.8": (out["efficiency"] or 0) >= 0.8,
+                              "waste<=0.10": out["waste"] <= 0.10,
+                              "adversarial_slowdown<=0.03": out["adversarial_slowdown"] <= 0.03}
     if json_out:
         echo(json.dumps(out, sort_keys=True))
     else:
