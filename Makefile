@@ -24,6 +24,8 @@ test: install
 bench: install
 	$(BIN)/shadow-dagster bench ingest
 	$(BIN)/shadow-dagster bench fingerprint
+	$(BIN)/shadow-dagster bench speculation
+	$(BIN)/shadow-dagster bench tick-curve
 	$(BIN)/shadow-dagster bench reliability --trials 100
 
 clean:
