@@ -144,6 +144,9 @@ def test_predict_cli_for_a_finished_run_and_a_clear_answer_without_fingerprint(i
     out = runner.invoke(main, ["predict", run_id, "--json"])
     result = json.loads(out.output.strip().splitlines()[-1])
     assert result["workflow"] == "nightly" and result["prefix"][0] == "nightly/extract"
+    # the newest run (i=11) took the weekend branch: skipped steps are not part of the prefix,
+    # exactly as the fingerprint was fitted (executed steps only)
+    assert result["prefix"] == ["nightly/extract", "nightly/light_load"]
     assert result["reason"] is None and result["end_probability"] > 0.5  # the run is complete
     out = runner.invoke(main, ["predict", "no-such-run"])
     assert out.exit_code != 0 and "no run 'no-such-run'" in out.output and "Traceback" not in out.output

@@ -142,8 +142,14 @@ class GroupView:
         return self.records[0].dagster_run.job_name
 
     @property
+    def executed(self) -> list[tuple[float, str, str | None, str]]:
+        """Steps that ran (skipped ones left out), as fingerprints are fitted (`executed_only`)."""
+        return [s for s in self.steps if s[2] != "SKIPPED"]
+
+    @property
     def prefix(self) -> list[str]:
-        return [a for _, a, _, _ in self.steps]
+        """The executed activities in start order: the sequence the fingerprint predicts from."""
+        return [a for _, a, _, _ in self.executed]
 
     @property
     def in_progress(self) -> bool:

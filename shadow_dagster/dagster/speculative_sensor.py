@@ -189,8 +189,8 @@ def _cursor(raw: str | None) -> dict:
 def _candidates(fp: Fingerprint, view: GroupView, attrs: dict, now: float, horizon: int,
                 min_probability: float) -> list[Candidate]:
     prefix = view.prefix
-    last_running = bool(view.steps) and view.steps[-1][2] in (None, "IN_PROGRESS")
-    elapsed = max(0.0, now - view.steps[-1][0]) if view.steps else None
+    last_running = bool(view.executed) and view.executed[-1][2] in (None, "IN_PROGRESS")
+    elapsed = max(0.0, now - view.executed[-1][0]) if view.executed else None
 
     def predict(path):
         live = list(path) == prefix
