@@ -45,13 +45,9 @@ def dagster_home(tmp_path, monkeypatch):
     """A DAGSTER_HOME whose dagster.yaml selects the consolidated SQLite event storage."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(
-        "event_log_storage:\n"
-        "  module: dagster.core.storage.event_log\n"
-        "  class: ConsolidatedSqliteEventLogStorage\n"
-        f"  config: {{base_dir: {home / 'history'}}}\n"
-        "telemetry: {enabled: false}\n"
-    )
+    from shadow_dagster.dagster.instance_config import write_instance_yaml
+
+    write_instance_yaml(home)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     return home
 

@@ -11,6 +11,7 @@ import time
 import pytest
 from dagster import AssetKey, DagsterRunStatus
 
+from shadow_dagster.dagster.instance_config import write_instance_yaml
 from shadow_dagster.dagster.rollback import (ACTIVITY_TAG, OUTCOME_RUN_PREFIX, POSITION_TAG, PREDICTED_AT_TAG,
                                              PREFIX_LEN_TAG, TARGETS_TAG, OutcomeRecord, read_outcomes,
                                              record_outcomes, resolve_shadow_runs)
@@ -90,11 +91,8 @@ def launcher_instance(tmp_path, monkeypatch):
 
     home = tmp_path / "home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(
-        "event_log_storage:\n  module: dagster.core.storage.event_log\n"
-        f"  class: ConsolidatedSqliteEventLogStorage\n  config: {{base_dir: {home / 'history'}}}\n"
-        "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n"
-        "telemetry: {enabled: false}\n")
+    write_instance_yaml(home, "run_coordinator:\n  module: dagster.core.run_coordinator\n"
+                              "  class: DefaultRunCoordinator\n")
     monkeypatch.setenv("DAGSTER_HOME", str(home))       # the run worker process opens the same instance
     inst = DagsterInstance.get()
     yield inst

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from shadow_dagster.dagster.instance_config import write_instance_yaml
 from shadow_dagster.dagster.events import EventConverter, run_info_from_tags
 from shadow_dagster.store import schema
 from shadow_dagster.store.signal_store import SignalStore
@@ -51,11 +52,7 @@ def _instance(home: Path):
     from dagster import DagsterInstance
 
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(
-        "event_log_storage:\n  module: dagster.core.storage.event_log\n"
-        f"  class: ConsolidatedSqliteEventLogStorage\n  config: {{base_dir: {home / 'history'}}}\n"
-        "telemetry: {enabled: false}\n"
-    )
+    write_instance_yaml(home)
     return DagsterInstance.from_config(str(home))
 
 

@@ -25,6 +25,7 @@ step yet, so each is grouped, predicted and planned; no RunRequest results).
 
 from __future__ import annotations
 
+from shadow_dagster.dagster.instance_config import write_instance_yaml
 import functools
 import hashlib
 import contextlib
@@ -430,10 +431,7 @@ def _bench_home(work_s: float):
     with tempfile.TemporaryDirectory() as tmp:
         root, home = Path(tmp), Path(tmp) / "home"
         home.mkdir()
-        (home / "dagster.yaml").write_text(
-            "event_log_storage:\n  module: dagster.core.storage.event_log\n"
-            f"  class: ConsolidatedSqliteEventLogStorage\n  config: {{base_dir: {home / 'history'}}}\n"
-            "telemetry: {enabled: false}\n")
+        write_instance_yaml(home)
         iters = calibrate(work_s)
         os.environ.update({"DAGSTER_HOME": str(home), ENV_DIR: str(root), ENV_ITERS: str(iters)})
         bench_defs.cache_clear()

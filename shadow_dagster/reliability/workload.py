@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from shadow_dagster.dagster.instance_config import write_instance_yaml
 from shadow_dagster import report_intensity
 
 _ATTEMPTS: dict[str, int] = {}
@@ -46,11 +47,7 @@ def consolidated_home(home: str | Path) -> Path:
     """A DAGSTER_HOME whose dagster.yaml selects the consolidated SQLite event log."""
     home = Path(home)
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(
-        "event_log_storage:\n  module: dagster.core.storage.event_log\n"
-        f"  class: ConsolidatedSqliteEventLogStorage\n  config: {{base_dir: {home / 'history'}}}\n"
-        "telemetry: {enabled: false}\n"
-    )
+    write_instance_yaml(home)
     return home
 
 
