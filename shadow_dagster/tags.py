@@ -11,6 +11,7 @@ REUSED_FROM = PREFIX + "reused_from"        # materialization metadata: shadow r
 SECONDS_SAVED = PREFIX + "seconds_saved"    # materialization metadata
 INTENSITY_MARKER = PREFIX + "intensity"     # log-message marker written by report_intensity()
 OUTPUT_BYTES = PREFIX + "output_bytes"      # output metadata key an IO manager may report
+PARTITION_TAG = "dagster/partition"         # Dagster's run tag for the run's partition key
 
 
 def is_critical(tags: dict | None) -> bool:

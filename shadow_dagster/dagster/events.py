@@ -12,11 +12,10 @@ from typing import NamedTuple
 from dagster import DagsterEventType
 
 from shadow_dagster.signals.model import SignalRow, Transition, quantise_ms, validate_resolution_ms
-from shadow_dagster.tags import INTENSITY_MARKER, OUTPUT_BYTES, WORKFLOW_TAG
+from shadow_dagster.tags import INTENSITY_MARKER, OUTPUT_BYTES, PARTITION_TAG, WORKFLOW_TAG
 
 log = logging.getLogger("shadow_dagster.ingest")
 
-PARTITION_TAG = "dagster/partition"
 SIZE_KEYS = (OUTPUT_BYTES, "size_bytes", "bytes", "num_bytes")
 
 _RUN = {

@@ -30,7 +30,16 @@ from shadow_dagster.speculation.outputs import ShadowOutputStore, delete_shadow_
 from shadow_dagster.speculation.policy import Outcome
 from shadow_dagster.store import schema
 from shadow_dagster.store.signal_store import SignalStore
-from shadow_dagster.tags import PARENT_TAG, PREDICTION_TAG, PREFIX, PROBABILITY_TAG, REUSED_FROM, SECONDS_SAVED, SHADOW_TAG
+from shadow_dagster.tags import (
+    PARENT_TAG,
+    PARTITION_TAG,
+    PREDICTION_TAG,
+    PREFIX,
+    PROBABILITY_TAG,
+    REUSED_FROM,
+    SECONDS_SAVED,
+    SHADOW_TAG,
+)
 
 ACTIVITY_TAG = PREFIX + "activity"            # shadow run: the predicted activity ("job/step")
 TARGETS_TAG = PREFIX + "targets"              # shadow run: JSON list of the activity's own asset keys
@@ -126,7 +135,7 @@ def policy_outcomes(records: Iterable[OutcomeRecord]) -> list[Outcome]:
 def workflow_key_of(tags) -> str | None:
     from shadow_dagster.tags import WORKFLOW_TAG
 
-    return tags.get(WORKFLOW_TAG) or tags.get("dagster/partition")
+    return tags.get(WORKFLOW_TAG) or tags.get(PARTITION_TAG)
 
 
 @dataclass
@@ -179,7 +188,7 @@ def group_runs(instance: DagsterInstance, workflow_key: str, seed_records=()) ->
 
     records = list(instance.get_run_records(filters=RunsFilter(tags={WORKFLOW_TAG: workflow_key})))
     if not records:
-        records = [r for r in instance.get_run_records(filters=RunsFilter(tags={"dagster/partition": workflow_key}))
+        records = [r for r in instance.get_run_records(filters=RunsFilter(tags={PARTITION_TAG: workflow_key}))
                    if WORKFLOW_TAG not in r.dagster_run.tags]
     if not records:
         records = list(seed_records) or list(instance.get_run_records(filters=RunsFilter(run_ids=[workflow_key])))
@@ -220,7 +229,7 @@ class Resolution:
 def _reuse_of(instance: DagsterInstance, run, targets: list[str]) -> tuple[bool, float]:
     """(every target was reused from this shadow run by a live run, seconds saved)."""
     saved, hits = 0.0, 0
-    partition = run.tags.get("dagster/partition")
+    partition = run.tags.get(PARTITION_TAG)
     for key in targets:
         flt = AssetRecordsFilter(asset_key=AssetKey.from_user_string(key),
                                  asset_partitions=[partition] if partition else None)

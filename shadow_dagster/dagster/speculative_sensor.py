@@ -66,6 +66,7 @@ from shadow_dagster.store.engine import default_url
 from shadow_dagster.store.signal_store import SignalStore
 from shadow_dagster.tags import (
     PARENT_TAG,
+    PARTITION_TAG,
     PREDICTION_TAG,
     PROBABILITY_TAG,
     SHADOW_TAG,
@@ -76,7 +77,6 @@ from shadow_dagster.tags import (
 
 SHADOW_JOB_NAME = "__shadow_dagster_shadow_job"
 SPECULATIVE_SENSOR_NAME = "shadow_speculative_sensor"
-PARTITION_TAG = "dagster/partition"
 
 
 # ------------------------------------------------------------------------------ shadow job

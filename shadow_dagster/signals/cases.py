@@ -9,17 +9,16 @@ Contract shared by the assets and the speculative sensor:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timezone
 
 from shadow_dagster.cases import Case, Event
 from shadow_dagster.signals.model import Signal
+from shadow_dagster.tags import PARTITION_TAG
 
 BACKFILL_TAG = "dagster/backfill"
 SCHEDULE_TAG = "dagster/schedule_name"
 SENSOR_TAG = "dagster/sensor_name"
-PARTITION_TAG = "dagster/partition"
 
 
 def activity_label(job_name: str | None, step_key: str) -> str:
@@ -109,6 +108,3 @@ def cases_from_signals(signals: Iterable[Signal], *, executed_only: bool = False
     cases.sort(key=lambda c: c.start)
     return cases
 
-
-def run_tags_json(tags: Mapping[str, str]) -> str:
-    return json.dumps(dict(tags), sort_keys=True)
