@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import threading
 import json
 import textwrap
 import time
@@ -12,6 +14,7 @@ import pytest
 from dagster import AssetKey, DagsterRunStatus
 
 from shadow_dagster.dagster.instance_config import write_instance_yaml
+from shadow_dagster.dagster.launch import submit_asset_run
 from shadow_dagster.dagster.rollback import (ACTIVITY_TAG, OUTCOME_RUN_PREFIX, POSITION_TAG, PREDICTED_AT_TAG,
                                              PREFIX_LEN_TAG, TARGETS_TAG, OutcomeRecord, read_outcomes,
                                              record_outcomes, resolve_shadow_runs)
@@ -99,12 +102,12 @@ def launcher_instance(tmp_path, monkeypatch):
     inst.dispose()
 
 
-def test_rollback_cancels_a_run_from_the_real_launcher(tmp_path, launcher_instance):
-    from dagster._core.definitions.selector import JobSubsetSelector
+@contextlib.contextmanager
+def _location(tmp_path, instance):
+    """The test code location served by a code server, `src` materialised live; yields (workspace, defs, url)."""
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import PythonFileTarget
 
-    instance = launcher_instance
     url = f"sqlite:///{tmp_path / 'store.db'}"
     path = tmp_path / "location.py"
     path.write_text(textwrap.dedent(LOCATION.format(root=str(tmp_path), url=url)))
@@ -112,45 +115,78 @@ def test_rollback_cancels_a_run_from_the_real_launcher(tmp_path, launcher_instan
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.defs.resolve_job_def("__ASSET_JOB").execute_in_process(instance=instance, asset_selection=[AssetKey("src")])
-
-    pid = "pred-cancel-1"
-    tags = {SHADOW_TAG: "true", PARENT_TAG: "wf-gone", PREDICTION_TAG: pid, PROBABILITY_TAG: "0.9",
-            ACTIVITY_TAG: "left/slow", TARGETS_TAG: json.dumps(["slow"]), POSITION_TAG: "2", PREFIX_LEN_TAG: "2",
-            PREDICTED_AT_TAG: str(time.time() - 30), WORKFLOW_TAG: "shadow:" + pid}
     target = PythonFileTarget(python_file=str(path), attribute="defs", working_directory=str(tmp_path),
                               location_name="loc")
     with WorkspaceProcessContext(instance, target) as process_ctx:
-        workspace = process_ctx.create_request_context()
-        location = workspace.get_code_location("loc")
-        repo = next(iter(location.get_repositories().values()))
-        remote_job = location.get_job(JobSubsetSelector(
-            location_name="loc", repository_name=repo.name, job_name=SHADOW_JOB_NAME, op_selection=None,
-            asset_selection=[AssetKey("slow")]))
-        plan = location.get_execution_plan(remote_job, {}, step_keys_to_execute=None, known_state=None,
-                                           instance=instance)
-        run = instance.create_run(
-            job_name=SHADOW_JOB_NAME, run_id=None, run_config={}, resolved_op_selection=None,
-            step_keys_to_execute=plan.execution_plan_snapshot.step_keys_to_execute, op_selection=None,
-            status=None, root_run_id=None, parent_run_id=None, tags=tags, job_snapshot=remote_job.job_snapshot,
-            execution_plan_snapshot=plan.execution_plan_snapshot, parent_job_snapshot=remote_job.parent_job_snapshot,
-            remote_job_origin=remote_job.get_remote_origin(), job_code_origin=remote_job.get_python_origin(),
-            asset_selection=frozenset({AssetKey("slow")}), asset_check_selection=None, asset_graph=repo.asset_graph)
-        instance.submit_run(run.run_id, workspace)
         try:
-            _wait(lambda: (tmp_path / "slow_started").exists(), "the shadow step to start")
-            assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
-            signals = SignalStore(url)
-            outputs = ShadowOutputStore(tmp_path / "shadow", url)
-            res = resolve_shadow_runs(instance, signals, outputs, ttl_s=10)
-            assert [(r.prediction_id, r.outcome, r.cancelled) for r in res] == [(pid, "miss", True)]
-            assert "expired" in res[0].reason
-            assert instance.get_run_by_id(run.run_id).status in (DagsterRunStatus.CANCELING,
-                                                                  DagsterRunStatus.CANCELED)
-            _wait(lambda: instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED, "CANCELED")
-            assert all(o.status == DELETED for o in outputs.list(prediction_id=pid))
-            misses = [o for o in read_outcomes(signals) if o.stage == "miss"]
-            assert len(misses) == 1 and misses[0].shadow_run_id == run.run_id and misses[0].seconds_wasted > 0
-            assert not (tmp_path / "live" / "slow").exists()           # nothing reached live storage
-            assert resolve_shadow_runs(instance, signals, outputs, ttl_s=10) == []   # settled once
+            yield process_ctx.create_request_context(), module.defs, url
         finally:
             (tmp_path / "release").write_text("x")
+
+
+def _shadow_tags(pid: str, parent: str, activity: str, predicted_at: float) -> dict:
+    return {SHADOW_TAG: "true", PARENT_TAG: parent, PREDICTION_TAG: pid, PROBABILITY_TAG: "0.9",
+            ACTIVITY_TAG: activity, TARGETS_TAG: json.dumps(["slow"]), POSITION_TAG: "2", PREFIX_LEN_TAG: "2",
+            PREDICTED_AT_TAG: str(predicted_at), WORKFLOW_TAG: "shadow:" + pid}
+
+
+def test_rollback_cancels_a_run_from_the_real_launcher(tmp_path, launcher_instance):
+    instance = launcher_instance
+    pid = "pred-cancel-1"
+    tags = _shadow_tags(pid, "wf-gone", "left/slow", time.time() - 30)
+    with _location(tmp_path, instance) as (workspace, _, url):
+        run = submit_asset_run(instance, workspace, "loc", SHADOW_JOB_NAME, [AssetKey("slow")], tags)
+        _wait(lambda: (tmp_path / "slow_started").exists(), "the shadow step to start")
+        assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
+        signals = SignalStore(url)
+        outputs = ShadowOutputStore(tmp_path / "shadow", url)
+        res = resolve_shadow_runs(instance, signals, outputs, ttl_s=10)
+        assert [(r.prediction_id, r.outcome, r.cancelled) for r in res] == [(pid, "miss", True)]
+        assert "expired" in res[0].reason
+        assert instance.get_run_by_id(run.run_id).status in (DagsterRunStatus.CANCELING,
+                                                              DagsterRunStatus.CANCELED)
+        _wait(lambda: instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED, "CANCELED")
+        assert all(o.status == DELETED for o in outputs.list(prediction_id=pid))
+        misses = [o for o in read_outcomes(signals) if o.stage == "miss"]
+        assert len(misses) == 1 and misses[0].shadow_run_id == run.run_id and misses[0].seconds_wasted > 0
+        assert not (tmp_path / "live" / "slow").exists()           # nothing reached live storage
+        assert resolve_shadow_runs(instance, signals, outputs, ttl_s=10) == []   # settled once
+
+
+def test_a_shadow_run_the_live_step_overtook_is_cancelled_at_once(tmp_path, launcher_instance):
+    """The live step started before the shadow output existed: it can no longer reuse it, so the shadow
+    run is a miss while both still compute; it is cancelled and the live run finishes unharmed."""
+    instance = launcher_instance
+    pid = "pred-late-1"
+    with _location(tmp_path, instance) as (workspace, defs, url):
+        tags = _shadow_tags(pid, "wf-live", "__ASSET_JOB/slow", time.time())
+        run = submit_asset_run(instance, workspace, "loc", SHADOW_JOB_NAME, [AssetKey("slow")], tags)
+        _wait(lambda: (tmp_path / "slow_started").exists(), "the shadow step to start")
+        live: dict = {}
+
+        def go():
+            live["result"] = defs.resolve_job_def("__ASSET_JOB").execute_in_process(
+                instance=instance, asset_selection=[AssetKey("slow")], tags={WORKFLOW_TAG: "wf-live"})
+
+        thread = threading.Thread(target=go)
+        thread.start()
+        try:
+            def live_step_running():
+                runs = [r for r in instance.get_runs() if r.tags.get(WORKFLOW_TAG) == "wf-live"]
+                return runs and any(s.step_key == "slow" and s.status and s.status.value == "IN_PROGRESS"
+                                    for s in instance.get_run_step_stats(runs[0].run_id))
+
+            _wait(live_step_running, "the live step to start")
+            signals = SignalStore(url)
+            outputs = ShadowOutputStore(tmp_path / "shadow", url)
+            assert resolve_shadow_runs(instance, signals, outputs, ttl_s=600) == []  # within the grace
+            time.sleep(1.2)
+            res = resolve_shadow_runs(instance, signals, outputs, ttl_s=600)
+            assert [(r.prediction_id, r.outcome, r.cancelled) for r in res] == [(pid, "miss", True)]
+            assert "before the shadow output was ready" in res[0].reason
+            _wait(lambda: instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED, "CANCELED")
+        finally:
+            (tmp_path / "release").write_text("x")
+            thread.join(120)
+        assert live["result"].success and live["result"].output_for_node("slow") == 2
+        assert outputs.list(prediction_id=pid) == [] or all(o.status == DELETED for o in outputs.list(prediction_id=pid))

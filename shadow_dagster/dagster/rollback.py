@@ -244,8 +244,29 @@ def _reuse_of(instance: DagsterInstance, run, targets: list[str]) -> tuple[bool,
     return bool(targets) and hits == len(targets), saved
 
 
+def _late(run, view: GroupView, activity: str, targets: list[str], outputs: ShadowOutputStore | None,
+          now: float, grace_s: float) -> str | None:
+    """Why the shadow run came too late for a live step now in progress, or None if it may still be reused.
+
+    The live step checks for a shadow output once, when it starts. An output of this shadow run
+    written more than `grace_s` after that start (or none at all, `grace_s` after it) can no longer
+    be taken, so the shadow run is a miss while the live step is still computing.
+    """
+    starts = [s for s, a, st, _ in view.steps if a == activity and st == "IN_PROGRESS"]
+    if outputs is None or not starts or now - starts[-1] < grace_s:
+        return None
+    start = starts[-1]
+    partition = run.tags.get(PARTITION_TAG)
+    for key in targets:
+        out = outputs.find_for_run(run.run_id, key, partition)
+        if out is not None and out.created_at.timestamp() <= start + grace_s:
+            return None   # ready in time: the live step may be promoting it; settle on its result
+    return f"live run started {activity} before the shadow output was ready"
+
+
 def _verdict(instance, run, view: GroupView, now: float, ttl_s: float, chain_gap_s: float,
-             divergence_slack: int) -> tuple[str, str] | None:
+             divergence_slack: int, outputs: ShadowOutputStore | None = None,
+             late_grace_s: float = 1.0) -> tuple[str, str] | None:
     tags = run.tags
     activity = tags.get(ACTIVITY_TAG, "")
     targets = json.loads(tags.get(TARGETS_TAG, "[]"))
@@ -257,6 +278,10 @@ def _verdict(instance, run, view: GroupView, now: float, ttl_s: float, chain_gap
     status = view.step_status(activity)
     if status in ("SUCCESS", "FAILURE", "SKIPPED"):
         return "miss", f"live run executed {activity} itself ({status.lower()}) without reuse"
+    if status == "IN_PROGRESS":
+        late = _late(run, view, activity, targets, outputs, now, late_grace_s)
+        if late:
+            return "miss", late
     if status is None:
         if view.failed:
             return "miss", view.failed
@@ -337,7 +362,8 @@ def resolve_shadow_runs(
             key = run.tags.get(PARENT_TAG, "")
             if key not in views:
                 views[key] = group_view(instance, key)
-            verdict = _verdict(instance, run, views[key], now, ttl_s, chain_gap_s, divergence_slack)
+            verdict = _verdict(instance, run, views[key], now, ttl_s, chain_gap_s, divergence_slack,
+                               output_store)
             if verdict is None:
                 continue
             outcome, reason = verdict
