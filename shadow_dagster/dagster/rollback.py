@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from datetime import timezone
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
@@ -259,7 +260,10 @@ def _late(run, view: GroupView, activity: str, targets: list[str], outputs: Shad
     partition = run.tags.get(PARTITION_TAG)
     for key in targets:
         out = outputs.find_for_run(run.run_id, key, partition)
-        if out is not None and out.created_at.timestamp() <= start + grace_s:
+        if out is None:
+            continue
+        created = out.created_at if out.created_at.tzinfo else out.created_at.replace(tzinfo=timezone.utc)
+        if created.timestamp() <= start + grace_s:   # (SQLite hands back naive UTC)
             return None   # ready in time: the live step may be promoting it; settle on its result
     return f"live run started {activity} before the shadow output was ready"
 
