@@ -29,8 +29,9 @@ from pydantic import Field
 from shadow_dagster.dagster.critical import guard_step
 from shadow_dagster.dagster.step_provenance import compute_step_provenance
 from shadow_dagster.speculation.atomic import ContentMismatch, atomic_copy, atomic_write
-from shadow_dagster.speculation.isolation import check_disjoint, check_outside
+from shadow_dagster.speculation.isolation import ShadowIsolationError, check_disjoint, check_outside
 from shadow_dagster.speculation.outputs import ShadowOutputStore
+from shadow_dagster.speculation.prefetch import DEFAULT_MAX_BYTES, PrefetchCache
 from shadow_dagster.store.engine import default_url
 from shadow_dagster.tags import OUTPUT_BYTES, PREDICTION_TAG, PREFIX, REUSED_FROM, is_shadow_run
 
@@ -38,6 +39,8 @@ PROVENANCE_KEY_META = PREFIX + "provenance_key"     # output metadata: key of a 
 COMPUTE_SECONDS_META = PREFIX + "compute_seconds"   # output metadata set by @shadow_reusable in shadow runs
 DATA_VERSION_META = PREFIX + "data_version"         # output metadata: user data version to replay on reuse
 SHADOW_PATH_META = PREFIX + "shadow_path"
+PREFETCH_HIT_META = PREFIX + "prefetched"           # input metadata: read from the prefetch cache
+PREFETCH_BYTES_META = PREFIX + "prefetched_bytes"
 
 _stores: dict[tuple, ShadowOutputStore] = {}
 
@@ -65,12 +68,39 @@ def _meta_value(meta, key: str):
 
 
 class ShadowLiveIOManager(PickledObjectFilesystemIOManager):
-    """The live-run IO manager: FilesystemIOManager behaviour plus atomic promotion of reused outputs."""
+    """The live-run IO manager: FilesystemIOManager behaviour plus atomic promotion of reused outputs
+    and reads through the prefetch cache."""
 
-    def __init__(self, base_dir: str, store: ShadowOutputStore):
+    def __init__(self, base_dir: str, store: ShadowOutputStore, prefetch: PrefetchCache | None = None):
         super().__init__(base_dir=base_dir)
         self.store = store
         self.live_root = base_dir
+        self.prefetch = prefetch
+
+    def load_from_path(self, context: InputContext, path) -> Any:
+        data = self._prefetched(context, path)
+        if data is not None:
+            return deserialize(data)
+        return self.read_live(context, path)
+
+    def read_live(self, context: InputContext, path) -> Any:
+        """The read FilesystemIOManager does (a subclass may model a remote store here)."""
+        return super().load_from_path(context, path)
+
+    def _prefetched(self, context: InputContext, path) -> bytes | None:
+        """Verified cached bytes of the live file at `path`, or None (then live storage is read)."""
+        if self.prefetch is None:
+            return None
+        try:
+            data = self.prefetch.get_file(os.fspath(path))
+        except (OSError, ValueError):
+            return None
+        if data is None:
+            return None
+        context.log.info(f"input {path} read from the prefetch cache ({len(data)} bytes, identity and sha256 verified)")
+        if context.has_asset_key and (not context.has_asset_partitions or len(context.asset_partition_keys) == 1):
+            context.add_input_metadata({PREFETCH_HIT_META: True, PREFETCH_BYTES_META: len(data)})
+        return data
 
     def live_output_path(self, context: OutputContext):
         """The single file FilesystemIOManager would write this output to."""
@@ -210,9 +240,11 @@ class ShadowIOManager(ConfigurableIOManagerFactory):
     base_dir: str | None = Field(default=None, description="Live storage root (default: the instance's storage directory).")
     shadow_dir: str | None = Field(default=None, description="Shadow output root, disjoint from base_dir (default: DAGSTER_HOME/shadow_dagster/outputs).")
     store_url: str | None = Field(default=None, description="Database URL of the shadow_outputs index (default: the shadow-dagster store).")
+    prefetch_dir: str | None = Field(default=None, description="Prefetch cache root, disjoint from base_dir and shadow_dir (default: prefetch/ next to shadow_dir).")
+    prefetch_max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=0, description="Byte cap of the prefetch cache (least recently used copies are evicted; 0 turns it off).")
 
-    def resolve(self, context: InitResourceContext) -> tuple[str, str, str]:
-        instance = context.instance
+    def dirs(self, instance) -> tuple[str, str, str, str]:
+        """(base_dir, shadow_dir, store_url, prefetch_dir), absolute and checked disjoint."""
         base_dir = self.base_dir or instance.storage_directory()
         home = getattr(instance, "root_directory", None) or os.environ.get("DAGSTER_HOME")
         if not self.shadow_dir and not home:
@@ -221,7 +253,23 @@ class ShadowIOManager(ConfigurableIOManagerFactory):
         store_url = self.store_url or default_url(home)
         base_dir, shadow_dir = os.path.abspath(base_dir), os.path.abspath(shadow_dir)
         check_disjoint(shadow_dir, base_dir)
-        return base_dir, shadow_dir, store_url
+        prefetch_dir = os.path.abspath(self.prefetch_dir or os.path.join(os.path.dirname(shadow_dir), "prefetch"))
+        for label, root in (("base_dir", base_dir), ("shadow_dir", shadow_dir)):
+            try:
+                check_disjoint(prefetch_dir, root)
+            except ShadowIsolationError as exc:
+                raise ShadowIsolationError(f"prefetch_dir {prefetch_dir} overlaps {label} {root}; "
+                                           "give the prefetch cache its own directory") from exc
+        return base_dir, shadow_dir, store_url, prefetch_dir
+
+    def resolve(self, context: InitResourceContext) -> tuple[str, str, str]:
+        return self.dirs(context.instance)[:3]
+
+    def prefetch_cache(self, instance) -> PrefetchCache | None:
+        """The prefetch cache live runs read through (None when prefetch_max_bytes is 0)."""
+        if self.prefetch_max_bytes == 0:
+            return None
+        return PrefetchCache(self.dirs(instance)[3], self.prefetch_max_bytes)
 
     def create_io_manager(self, context: InitResourceContext) -> IOManager:
         base_dir, shadow_dir, store_url = self.resolve(context)
@@ -230,5 +278,5 @@ class ShadowIOManager(ConfigurableIOManagerFactory):
         if run is not None and is_shadow_run(run.tags):
             return ShadowRunIOManager(PickledObjectFilesystemIOManager(base_dir=base_dir), store, run.run_id,
                                       run.tags.get(PREDICTION_TAG))
-        return ShadowLiveIOManager(base_dir, store)
+        return ShadowLiveIOManager(base_dir, store, self.prefetch_cache(context.instance))
 

@@ -1,7 +1,9 @@
 """Outcomes and rollback of shadow runs.
 
 Every prediction leaves outcome signals in the signal store (kind "outcome", one row per stage:
-"predicted", "launched", then "hit" or "miss"). Rows are keyed by a negative event id hashed from
+"predicted", "launched", then "hit" or "miss"; pre-fetch and pre-allocation add "prefetch" (one
+row per tick that copied inputs) and "warmup", settled once by "used" or "release", see
+`shadow_dagster.dagster.prepare`). Rows are keyed by a negative event id hashed from
 the prediction id and stage, under the pseudo run id "prediction:<id>" (no workflow key, so they never
 join a workflow instance), and a resolved prediction is never written twice.
 
@@ -49,8 +51,10 @@ PREFIX_LEN_TAG = PREFIX + "prefix_length"     # shadow run: live steps started w
 PREDICTED_AT_TAG = PREFIX + "predicted_at"    # shadow run: epoch seconds of the prediction
 SHADOW_WORKFLOW_TAG = PREFIX + "shadow_of"    # shadow run: the workflow (job of the first live run)
 OUTCOME_RUN_PREFIX = "prediction:"
-STAGES = ("predicted", "launched", "hit", "miss")
+STAGES = ("predicted", "launched", "hit", "miss", "prefetch", "warmup", "used", "release")
 RESOLVED = ("hit", "miss")
+PREPARED = ("prefetch", "warmup")   # pre-fetch / pre-allocation done ahead of a predicted step
+SETTLED = ("used", "release")       # ...then the live step used it, or it was released
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 IN_FLIGHT = {DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
              DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING}
@@ -71,24 +75,44 @@ class OutcomeRecord:
     seconds_saved: float = 0.0
     seconds_wasted: float = 0.0
     reason: str | None = None
+    # pre-fetch / pre-allocation stages
+    resource: str | None = None          # warmup/release: the resource key
+    nbytes: int = 0                      # prefetch: bytes copied into the cache
+    seconds: float = 0.0                 # prefetch/warmup/release: seconds spent
+    position: int | None = None          # index in the live sequence the step was expected at
+    prefix_length: int | None = None     # live steps started when it was prepared
+    sources: tuple[str, ...] = ()        # prefetch: cache sources (live file paths) copied
 
     def __post_init__(self):
         if self.stage not in STAGES:
             raise ValueError(f"outcome stage must be one of {STAGES}, got {self.stage!r}")
         if not self.prediction_id:
             raise ValueError("an outcome needs a prediction id")
+        object.__setattr__(self, "sources", tuple(self.sources or ()))
+
+    def dedup_key(self) -> str:
+        """One resolution and one settlement per prediction; one prefetch row per tick."""
+        if self.stage in RESOLVED:
+            return "resolved"
+        if self.stage in SETTLED:
+            return "settled"
+        return f"prefetch@{int(self.ts_ms)}" if self.stage == "prefetch" else self.stage
 
     def event_id(self) -> int:
         """Negative (never an event log storage id), stable per prediction and stage."""
-        stage = "resolved" if self.stage in RESOLVED else self.stage   # one resolution per prediction
-        digest = hashlib.sha256(f"{self.prediction_id}\x1f{stage}".encode()).hexdigest()
+        digest = hashlib.sha256(f"{self.prediction_id}\x1f{self.dedup_key()}".encode()).hexdigest()
         return -(int(digest[:15], 16) + 1)
 
     def to_row(self) -> SignalRow:
-        seconds = self.seconds_saved if self.stage == "hit" else self.seconds_wasted
+        if self.stage == "hit":
+            seconds = self.seconds_saved
+        elif self.stage in PREPARED + SETTLED:
+            seconds = self.seconds
+        else:
+            seconds = self.seconds_wasted
         return SignalRow(self.event_id(), int(self.ts_ms), "outcome", OUTCOME_RUN_PREFIX + self.prediction_id,
-                         None, None, None, None, "outcome", 1 if self.stage == "hit" else 0,
-                         self.probability, int(round(seconds * 1000)), None,
+                         None, None, None, None, "outcome", 1 if self.stage in ("hit", "used") else 0,
+                         self.probability, int(round(seconds * 1000)), self.nbytes or None,
                          json.dumps(asdict(self), sort_keys=True))
 
 
@@ -115,11 +139,11 @@ def record_outcomes(store: SignalStore, records: Iterable[OutcomeRecord]) -> int
     records = list(records)
     if not records:
         return 0
-    have = {(r.prediction_id, "resolved" if r.stage in RESOLVED else r.stage)
+    have = {(r.prediction_id, r.dedup_key())
             for r in read_outcomes(store, prediction_ids={r.prediction_id for r in records})}
     new, seen = [], set()
     for r in records:
-        key = (r.prediction_id, "resolved" if r.stage in RESOLVED else r.stage)
+        key = (r.prediction_id, r.dedup_key())
         if key not in have and key not in seen:
             seen.add(key)
             new.append(r.to_row())

@@ -39,6 +39,7 @@ from dagster import (
 
 from shadow_dagster.dagster.fingerprints import fingerprint_path
 from shadow_dagster.dagster.job_graph import definition_graph
+from shadow_dagster.dagster.prepare import Budget, PrepareConfig, Preparer
 from shadow_dagster.dagster.rollback import (
     ACTIVITY_TAG,
     IN_FLIGHT,
@@ -244,6 +245,11 @@ def build_speculative_sensor(
     pending_grace_s: float = 120.0,
     minimum_interval_seconds: int = 5,
     running: bool = True,
+    prefetch: bool = True,
+    prefetch_budget_bytes: int = 1 << 30,
+    prefetch_budget_s: float = 10.0,
+    warmup: bool = True,
+    warmup_budget_s: float = 30.0,
 ):
     """The speculative sensor (default RUNNING). `job` (or `job_name`) is the shadow asset job.
 
@@ -252,6 +258,11 @@ def build_speculative_sensor(
     or `chain_gap_s` after its last run ended without it.
     Stores default like ShadowIOManager's: signal/outcome and output index in the shadow-dagster
     store in DAGSTER_HOME, shadow files under DAGSTER_HOME/shadow_dagster/outputs.
+    Pre-fetch and pre-allocation (`shadow_dagster.dagster.prepare`), for every predicted step within
+    the horizon, critical ones included: `prefetch` copies existing input files into the
+    ShadowIOManager's prefetch cache (at most `prefetch_budget_bytes` / `prefetch_budget_s` per
+    tick); `warmup` calls `warm_up()` of the WarmableResources the steps require (new warm-ups stop
+    after `warmup_budget_s` per tick).
     """
     policy = policy or PolicyConfig()
     if not isinstance(policy, PolicyConfig):
@@ -261,6 +272,9 @@ def build_speculative_sensor(
             raise ValueError(f"{label} must be a number of seconds >= 0, got {value!r}")
     if job is not None:
         job_name = job.name
+    preparer = Preparer(PrepareConfig(prefetch=prefetch, prefetch_budget_bytes=prefetch_budget_bytes,
+                                      prefetch_budget_s=prefetch_budget_s, warmup=warmup,
+                                      warmup_budget_s=warmup_budget_s), job_name)
     fingerprints = _FingerprintCache(fingerprint_dir)
     stores: dict = {}
     catalogs: dict = {}
@@ -297,6 +311,12 @@ def build_speculative_sensor(
             catalog = catalogs[id(repo)] = build_catalog(repo, job_name)
         recent = read_outcomes(signals, since_ms=int((now - 30 * 86400) * 1000))
         state = PolicyState.from_outcomes(policy_outcomes(recent), policy)
+        prepared, open_prep, budget = [], {}, Budget.start(preparer.config)
+        if preparer.active:
+            prep = preparer.repo(repo, instance)
+            settled, open_prep = preparer.settle(prep, instance=instance, signals=signals, log=context.log,
+                                                 outcomes=recent, views=views, now=now, ttl_s=ttl_s,
+                                                 chain_gap_s=chain_gap_s, divergence_slack=divergence_slack)
 
         shadow_runs = recent_shadow_runs(instance, now - 2 * ttl_s)
         existing = {r.tags.get(PREDICTION_TAG) for r in shadow_runs}
@@ -334,6 +354,13 @@ def build_speculative_sensor(
                           in_flight_total=total, in_flight_workflow=in_flight.get(key, 0),
                           already_launched=existing | set(cursor["launched"]),
                           partition_key=partition, launch_overhead_s=launch_overhead_s)
+            if preparer.active:
+                recs, prep_notes = preparer.prepare(
+                    prep, budget, instance=instance, log=context.log, workflow_key=key, view=view,
+                    fingerprint_hash=fp.content_hash, candidates=cands, catalog=local, available=available,
+                    partition=partition, open_ids=open_prep, now=now)
+                prepared.extend(recs)
+                notes.extend(prep_notes)
             notes.extend(f"{key}: {act}: {why}" for act, why in result.skipped.items()
                          if not why.startswith(("critical", "already")))
             if not cands and view.in_progress:
@@ -370,10 +397,14 @@ def build_speculative_sensor(
                     records.append(OutcomeRecord(work.prediction_id, stage, int(now * 1000), workflow=view.workflow,
                                                  workflow_key=key, activity=work.activity,
                                                  probability=work.probability))
-        record_outcomes(signals, records)
+        record_outcomes(signals, records + prepared)
         context.update_cursor(json.dumps(cursor, sort_keys=True))
         if not requests:
             summary = f"no shadow work; resolved {len(resolved)} predictions"
+            if preparer.active:
+                summary += (f"; prefetched {sum(r.nbytes for r in prepared if r.stage == 'prefetch')} bytes, "
+                            f"{sum(r.stage == 'warmup' for r in prepared)} warm-up(s), {len(settled)} settled")
+                notes.extend(prep.notes)
             yield SkipReason("; ".join([summary] + notes[:5]))
             return
         yield from requests
