@@ -227,6 +227,18 @@ def bench_fingerprint(as_json) -> None:
     run(json_out=as_json)
 
 
+@bench.command("prefetch")
+@click.option("--mb", default=150.0, show_default=True, type=click.FloatRange(0.01, 4000), help="size of the pickled input")
+@click.option("--reps", default=2, show_default=True, type=click.IntRange(1, 20), help="rounds per store and mode")
+@click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
+@user_errors
+def bench_prefetch(mb, reps, as_json) -> None:
+    """Pre-fetch (local and remote-modelled store) and warm-up, apart from pre-execution."""
+    from shadow_dagster.bench.prefetch import run
+
+    run(as_json, mb=mb, reps=reps, echo=click.echo)
+
+
 def _register() -> None:
     from shadow_dagster.cli_fingerprint import fingerprint
     from shadow_dagster.cli_reliability import reliability
