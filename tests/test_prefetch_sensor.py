@@ -97,7 +97,7 @@ class World:
                 define_asset_job("right", selection=["stats_b"])]
         sjob = shadow_job(assets)
         kw = dict(job=sjob, signal_store_url=self.url, shadow_dir=str(self.shadow), output_store_url=self.url,
-                  divergence_slack=0, launch_overhead_s=0.0)
+                  divergence_slack=0, launch_overhead_s=0.0, prefetch=True)
         kw.update(sensor_kw)
         self.sensor = build_speculative_sensor(**kw)
         self.defs = Definitions(assets=assets, jobs=[*jobs, sjob], sensors=[self.sensor], resources={

@@ -122,7 +122,7 @@ def _definitions(root: Path, url: str, gate: threading.Event, *, remote: bool, i
     sjob = shadow_job(assets)
     sensor = build_speculative_sensor(job=sjob, signal_store_url=url, shadow_dir=str(root / "shadow"),
                                       output_store_url=url, fingerprint_dir=str(root / "fingerprints"),
-                                      launch_overhead_s=0.0, prefetch_budget_bytes=4 << 30, prefetch_budget_s=60.0)
+                                      launch_overhead_s=0.0, prefetch=True, prefetch_budget_bytes=4 << 30, prefetch_budget_s=60.0)
     return Definitions(
         assets=assets, jobs=[define_asset_job("etl", selection=["big", "gate_step"]),
                              define_asset_job("consume", selection=["use_big", "use_index"]), sjob],

@@ -245,7 +245,7 @@ def build_speculative_sensor(
     pending_grace_s: float = 120.0,
     minimum_interval_seconds: int = 5,
     running: bool = True,
-    prefetch: bool = True,
+    prefetch: bool = False,
     prefetch_budget_bytes: int = 1 << 30,
     prefetch_budget_s: float = 10.0,
     warmup: bool = True,
@@ -259,7 +259,8 @@ def build_speculative_sensor(
     Stores default like ShadowIOManager's: signal/outcome and output index in the shadow-dagster
     store in DAGSTER_HOME, shadow files under DAGSTER_HOME/shadow_dagster/outputs.
     Pre-fetch and pre-allocation (`shadow_dagster.dagster.prepare`), for every predicted step within
-    the horizon, critical ones included: `prefetch` copies existing input files into the
+    the horizon, critical ones included: `prefetch` (off by default: it only pays when live storage
+    is slower than the cache's disk) copies existing input files into the
     ShadowIOManager's prefetch cache (at most `prefetch_budget_bytes` / `prefetch_budget_s` per
     tick); `warmup` calls `warm_up()` of the WarmableResources the steps require (new warm-ups stop
     after `warmup_budget_s` per tick).
