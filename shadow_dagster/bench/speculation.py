@@ -1,26 +1,34 @@
 """Speculation benchmark: the same workload with speculation off, on, and with an oracle.
 
 Workload. Each workflow instance is a chain of two real Dagster runs sharing a workflow key:
-`ingest` (`raw`, then the critical `publish`, a CPU-bound sha256 loop of `work_s` seconds) and then
+`ingest` (`raw`, then the critical `publish`, a CPU-bound sha256 loop of 2 x `work_s` seconds) and then
 one branch job, `left` (`features_a`) or `right` (`features_b`), each a non-critical
-`@shadow_reusable` asset doing the same CPU-bound loop on `raw`. No sleeps: the loop length is
-calibrated once to `work_s` seconds of this machine. Every live and shadow run is launched with
-`execute_job` on Dagster's multiprocess executor (a process per step), in all modes.
+`@shadow_reusable` asset doing the same loop for `work_s` seconds on `raw`. No sleeps: the loop length
+is calibrated once to this machine. Live runs use Dagster's multiprocess executor (a process per step)
+in every mode, started by forkserver with Dagster and the code location preloaded (Dagster's
+`start_method: forkserver` option), so process start-up does not hide what speculation does.
 
-- off: the instances run one after another; nothing else happens.
-- on: a thread ticks the speculative sensor every `tick_s` (as the daemon would) and launches each
-  RunRequest as a real run; the sensor predicts from a fingerprint fitted on `history` real past
-  instances, and settles outcomes (rollback cancels runs the launcher can cancel and deletes outputs).
-- oracle: the true branch's shadow run is launched as each instance starts: the best speculation
-  can do on this workload with this machinery.
+- off: the instance runs; nothing else happens.
+- on: the real speculative sensor ticks every `tick_s` in its own process (as the daemon would) and
+  submits its RunRequests through a code server and the instance's DefaultRunLauncher, so shadow
+  runs are real run workers on the shadow job's default (in-process) executor, and rollback cancels
+  them through the launcher. It predicts from a fingerprint fitted on `history` real past instances.
+- oracle: the true branch's shadow run is submitted the same way as soon as `raw` exists: the best
+  speculation can do on this workload with this machinery.
+Modes are interleaved instance by instance (off, on, oracle for instance 0, then instance 1, ...)
+so machine drift hits every mode alike; the sensor is paused outside its own instances.
 The predictable workload takes `left` with probability 0.9; the adversarial one flips a fair coin.
+
+Bound. Speculation can only overlap the non-critical work F with the rest R of an instance, and a
+shadow run can start only once its inputs exist, so on >= max(R, F + launch) while off = R + F:
+no workload of this shape reaches on/off <= 0.5, the oracle's ratio is the reachable limit.
 
 Figures: wall time per instance (p50, p95, mean) per mode; ratio = mean on / mean off; efficiency =
 (off - on) / (off - oracle); hit rate; waste = shadow seconds of missed predictions / all shadow
 seconds; adversarial slowdown = mean on / mean off - 1 on the adversarial workload; reuse-check
-overhead per step (a `@shadow_reusable` step with no shadow output minus the same step undecorated,
-from Dagster's step stats); sensor tick time with 100 live runs (runs registered as STARTED with no
-step yet, so each is grouped, predicted and planned; no RunRequest results).
+overhead per step (a live step's reuse check with no shadow output, timed inside the step);
+sensor tick time with 100 live runs (runs registered as STARTED with no step yet, so each is
+grouped, predicted and planned; no RunRequest results).
 """
 
 from __future__ import annotations
@@ -41,6 +49,9 @@ from pathlib import Path
 ENV_DIR = "SHADOW_DAGSTER_BENCH_DIR"
 ENV_ITERS = "SHADOW_DAGSTER_BENCH_ITERS"
 NONCRIT = {"shadow_dagster/critical": "false"}
+PUBLISH_FACTOR = 2          # the critical step works twice as long as a branch step
+LOCATION = "bench"
+RUN_COORDINATOR = "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n"
 
 
 def burn(iters: int) -> str:
@@ -62,7 +73,7 @@ def calibrate(work_s: float) -> int:
 @functools.cache
 def bench_defs():
     """The benchmark code location (rebuilt in every step process from the environment)."""
-    from dagster import Definitions, MaterializeResult, asset, define_asset_job, multiprocess_executor
+    from dagster import Definitions, MaterializeResult, asset, define_asset_job
 
     from shadow_dagster.dagster.critical import guard_assets
     from shadow_dagster.dagster.io_manager import ShadowIOManager
@@ -78,7 +89,7 @@ def bench_defs():
 
     @asset(code_version="1")
     def publish(raw: str) -> str:                  # critical: never pre-executed
-        return burn(iters) + raw
+        return burn(PUBLISH_FACTOR * iters) + raw
 
     @asset(code_version="1", op_tags=NONCRIT)
     @shadow_reusable
@@ -108,7 +119,7 @@ def bench_defs():
             define_asset_job("left", selection=["features_a"]),
             define_asset_job("right", selection=["features_b"]),
             define_asset_job("probe", selection=["reuse_probe"]),
-            shadow_job(assets, executor_def=multiprocess_executor)]  # every run multiprocess, as measured
+            shadow_job(assets)]   # the product's default: shadow steps run in the run worker
     url = f"sqlite:///{root / 'store.db'}"
     return Definitions(assets=assets, jobs=jobs, resources={"io_manager": ShadowIOManager(
         base_dir=str(root / "live"), shadow_dir=str(root / "shadow"), store_url=url)})
@@ -126,19 +137,18 @@ def right_job():
     return bench_defs().resolve_job_def("right")
 
 
-def shadow_job_def():
-    from shadow_dagster.dagster.speculative_sensor import SHADOW_JOB_NAME
-
-    return bench_defs().resolve_job_def(SHADOW_JOB_NAME)
-
-
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+PRELOAD = ["dagster", "pandas", "shadow_dagster.bench.speculation", "shadow_dagster.dagster.critical",
+           "shadow_dagster.dagster.io_manager", "shadow_dagster.dagster.reuse",
+           "shadow_dagster.dagster.speculative_sensor"]
+LIVE_CONFIG = {**QUIET, "execution": {"config": {"multiprocess": {
+    "start_method": {"forkserver": {"preload_modules": PRELOAD}}}}}}
 
 
 def _execute(fn, instance, tags, asset_selection=None):
     from dagster import execute_job, reconstructable
 
-    with execute_job(reconstructable(fn), instance=instance, tags=tags, run_config=QUIET,
+    with execute_job(reconstructable(fn), instance=instance, tags=tags, run_config=LIVE_CONFIG,
                      asset_selection=asset_selection) as result:
         return result.success, result.run_id
 
@@ -153,39 +163,48 @@ def _stats(values: list[float]) -> dict:
 
 
 class Launcher:
-    """Launches shadow RunRequests as real multiprocess runs, each from its own OS process (like a run
-    worker started by a launcher; Dagster's multiprocess executor is not safe to start from threads)."""
+    """Submits shadow runs as the daemon does: through a code server for the benchmark location and the
+    instance's run coordinator and launcher (DefaultRunLauncher: a run worker process per run)."""
 
     def __init__(self, instance):
-        self.instance, self.procs, self.errors = instance, [], []
+        self.instance, self.run_ids, self.errors = instance, [], []
+        self._lock = threading.Lock()
+
+    def __enter__(self):
+        from dagster._core.workspace.context import WorkspaceProcessContext
+        from dagster._core.workspace.load_target import ModuleTarget
+
+        self._ctx = WorkspaceProcessContext(self.instance, ModuleTarget(
+            module_name="shadow_dagster.bench.location", attribute="defs", working_directory=None,
+            location_name=LOCATION))
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._ctx.__exit__(*exc)
 
     def launch(self, tags, selection):
-        import subprocess
-        import sys
+        from shadow_dagster.dagster.launch import submit_asset_run
+        from shadow_dagster.dagster.speculative_sensor import SHADOW_JOB_NAME
 
-        keys = [k.to_user_string() for k in selection]
-        self.procs.append(subprocess.Popen(
-            [sys.executable, "-m", "shadow_dagster.bench.speculation", "--shadow-run", json.dumps(tags),
-             json.dumps(keys)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        try:
+            with self._lock:    # one submission at a time through the shared workspace
+                run = submit_asset_run(self.instance, self._ctx.create_request_context(), LOCATION,
+                                       SHADOW_JOB_NAME, selection, tags, run_config=QUIET)
+            self.run_ids.append(run.run_id)
+        except Exception as exc:  # noqa: BLE001 - reported with the figures
+            self.errors.append(repr(exc)[:300])
 
-    @property
-    def threads(self):
-        return self.procs
+    def in_flight(self) -> int:
+        from shadow_dagster.dagster.rollback import IN_FLIGHT
 
-    def join(self):
-        for p in self.procs:
-            _, err = p.communicate()
-            if p.returncode:
-                self.errors.append(err.strip().splitlines()[-1][:300] if err.strip() else f"exit {p.returncode}")
+        return sum(1 for rid in self.run_ids
+                   if (r := self.instance.get_run_by_id(rid)) is not None and r.status in IN_FLIGHT)
 
-
-def _shadow_main(tags_json: str, keys_json: str) -> int:
-    from dagster import AssetKey, DagsterInstance
-
-    with DagsterInstance.get() as instance:
-        ok, _ = _execute(shadow_job_def, instance, json.loads(tags_json),
-                         [AssetKey.from_user_string(k) for k in json.loads(keys_json)])
-    return 0 if ok else 1
+    def wait_idle(self, timeout_s: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.in_flight() and time.monotonic() < deadline:
+            time.sleep(0.2)
 
 
 class SensorLoop:
@@ -193,7 +212,7 @@ class SensorLoop:
 
     def __init__(self, instance, sensor, repo, launcher, tick_s):
         self.instance, self.sensor, self.repo, self.launcher, self.tick_s = instance, sensor, repo, launcher, tick_s
-        self.cursor, self.stop_evt, self.ticks, self.errors, self.keys = None, threading.Event(), [], [], set()
+        self.cursor, self.ticks, self.errors, self.keys = None, [], [], set()
         self.skips: list[str] = []
 
     def tick(self):
@@ -212,23 +231,6 @@ class SensorLoop:
             self.keys.add(req.run_key)
             self.launcher.launch(req.tags, req.asset_selection)
 
-    def loop(self):
-        while not self.stop_evt.is_set():
-            try:
-                self.tick()
-            except Exception as exc:  # noqa: BLE001 - recorded and reported, the loop goes on
-                self.errors.append(repr(exc))
-            self.stop_evt.wait(self.tick_s)
-
-    def __enter__(self):
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_evt.set()
-        self.thread.join()
-
 
 def make_sensor():
     """The speculative sensor as the benchmark configures it (stores under the bench directory)."""
@@ -240,49 +242,76 @@ def make_sensor():
                                     chain_gap_s=30, divergence_slack=0, launch_overhead_s=0.5, ttl_s=600)
 
 
-def _sensor_main(stop_file: str, out_file: str, tick_s: float) -> int:
-    """A daemon-like process: tick the sensor until `stop_file` exists, launch its requests, report."""
+def _sensor_main(control_dir: str, tick_s: float) -> int:
+    """A daemon-like process: tick the sensor while `control_dir/run` exists, until `control_dir/stop`;
+    `control_dir/idle` says it is paused with none of its shadow runs in flight."""
     from dagster import DagsterInstance
 
-    with DagsterInstance.get() as instance:
-        launcher = Launcher(instance)
+    ctl = Path(control_dir)
+    with DagsterInstance.get() as instance, Launcher(instance) as launcher:
         loop = SensorLoop(instance, make_sensor(), bench_defs().get_repository_def(), launcher, tick_s)
-        while not os.path.exists(stop_file):
-            try:
-                loop.tick()
-            except Exception as exc:  # noqa: BLE001 - reported
-                loop.errors.append(repr(exc)[:300])
+        (ctl / "ready").write_text("ready")
+        while not (ctl / "stop").exists():
+            running = (ctl / "run").exists()
+            if running or launcher.in_flight():   # keep settling until its shadow runs are done
+                (ctl / "idle").unlink(missing_ok=True)
+                try:
+                    loop.tick()
+                except Exception as exc:  # noqa: BLE001 - reported
+                    loop.errors.append(repr(exc)[:300])
+            elif not (ctl / "idle").exists():
+                (ctl / "idle").write_text("idle")
             time.sleep(tick_s)
-        launcher.join()
+        launcher.wait_idle()
         loop.tick()                      # settle outcomes of the last instances
-        Path(out_file).write_text(json.dumps({"ticks": loop.ticks, "errors": loop.errors[:5],
-                                              "skips": sorted(set(loop.skips))[:8],
-                                              "launched": len(launcher.procs), "launch_errors": launcher.errors[:5]}))
+        (ctl / "report.json").write_text(json.dumps({
+            "ticks": loop.ticks, "errors": loop.errors[:5], "skips": sorted(set(loop.skips))[:8],
+            "launched": len(launcher.run_ids), "launch_errors": launcher.errors[:5]}))
     return 0
 
 
 class SensorProcess:
-    """Runs `_sensor_main` in its own process for the duration of a `with` block."""
+    """Runs `_sensor_main` in its own process for the duration of a `with` block; `resume()` and
+    `pause()` switch its ticking on and off between instances."""
 
     def __init__(self, tmp: Path, tick_s: float):
-        self.stop, self.out, self.tick_s = tmp / f"stop-{uuid.uuid4().hex}", tmp / f"sensor-{uuid.uuid4().hex}.json", tick_s
+        self.ctl, self.tick_s = tmp / f"sensor-{uuid.uuid4().hex}", tick_s
+        self.ctl.mkdir()
         self.report: dict = {}
+
+    def _wait_for(self, name: str, timeout_s: float = 300.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not (self.ctl / name).exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                _, err = self.proc.communicate(timeout=5) if self.proc.poll() is not None else ("", "timeout")
+                raise RuntimeError(f"sensor process did not reach {name!r}: {str(err).strip().splitlines()[-1:]}")
+            time.sleep(0.05)
 
     def __enter__(self):
         import subprocess
         import sys
 
         self.proc = subprocess.Popen([sys.executable, "-m", "shadow_dagster.bench.speculation", "--sensor-loop",
-                                      str(self.stop), str(self.out), str(self.tick_s)],
+                                      str(self.ctl), str(self.tick_s)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self._wait_for("ready")
         return self
 
+    def resume(self) -> None:
+        (self.ctl / "idle").unlink(missing_ok=True)
+        (self.ctl / "run").write_text("run")
+
+    def pause(self) -> None:
+        """Stop ticking once the shadow runs it launched have finished and been settled."""
+        (self.ctl / "run").unlink(missing_ok=True)
+        self._wait_for("idle")
+
     def __exit__(self, *exc):
-        self.stop.write_text("stop")
+        (self.ctl / "stop").write_text("stop")
         _, err = self.proc.communicate()
-        if self.proc.returncode or not self.out.exists():
+        if self.proc.returncode or not (self.ctl / "report.json").exists():
             raise RuntimeError(f"sensor process failed: {err.strip().splitlines()[-1:] if err else ''}")
-        self.report = json.loads(self.out.read_text())
+        self.report = json.loads((self.ctl / "report.json").read_text())
 
 
 def _branches(n: int, p_left: float, seed: int) -> list[str]:
@@ -431,7 +460,7 @@ def _bench_home(work_s: float):
     with tempfile.TemporaryDirectory() as tmp:
         root, home = Path(tmp), Path(tmp) / "home"
         home.mkdir()
-        write_instance_yaml(home)
+        write_instance_yaml(home, RUN_COORDINATOR)   # submitted runs launch at once, no queue
         iters = calibrate(work_s)
         os.environ.update({"DAGSTER_HOME": str(home), ENV_DIR: str(root), ENV_ITERS: str(iters)})
         bench_defs.cache_clear()
@@ -464,57 +493,63 @@ def tick_curve(ns=(10, 100, 1000), *, history: int = 12, work_s: float = 0.05, s
     return out
 
 
-def run(json_out: bool = False, *, instances: int = 8, history: int = 12, work_s: float = 1.0,
-        tick_s: float = 1.0, seed: int = 7, echo=print) -> dict:
+def run(json_out: bool = False, *, instances: int = 8, history: int = 12, work_s: float = 2.0,
+        tick_s: float = 0.5, seed: int = 7, echo=print) -> dict:
     """Run the whole benchmark in a temporary DAGSTER_HOME; returns the figures."""
     if instances < 2 or history < 2:
         raise ValueError("instances and history must each be at least 2")
     if not work_s > 0:
         raise ValueError(f"work_s must be positive, got {work_s!r}")
+    if not tick_s > 0:
+        raise ValueError(f"tick_s must be positive, got {tick_s!r}")
     say = (lambda *a: None) if json_out else echo
     with _bench_home(work_s) as (root, instance):
         url = f"sqlite:///{root / 'store.db'}"
-        defs = bench_defs()
-        repo = defs.get_repository_def()
+        repo = bench_defs().get_repository_def()
         sensor = make_sensor()
-        out: dict = {"instances": instances, "history": history, "work_s": work_s, "cores": os.cpu_count()}
+        out: dict = {"instances": instances, "history": history, "work_s": work_s, "tick_s": tick_s,
+                     "publish_factor": PUBLISH_FACTOR, "cores": os.cpu_count()}
         for workload, p_left in (("predictable", 0.9), ("adversarial", 0.5)):
             say(f"{workload}: seeding {history} past instances and fitting the fingerprint ...")
             fp = _seed_history(instance, workload, _branches(history, p_left, seed + 1), url)
             out.setdefault("fingerprint", {})[workload] = fp.predictor
             branches = _branches(instances, p_left, seed)
             modes = ("off", "on", "oracle") if workload == "predictable" else ("off", "on")
-            for mode in modes:
-                launcher = Launcher(instance)
-                walls = []
-                say(f"  {mode}: {instances} instances ...")
-                if mode == "on":
-                    with SensorProcess(root, tick_s) as daemon:
-                        for i, b in enumerate(branches):
-                            walls.append(_instance_run(instance, f"{workload}-{mode}-{i}", b))
-                    rep = daemon.report
-                    out.setdefault("sensor_errors", []).extend(rep["errors"][:3] + rep["launch_errors"][:3])
-                    out.setdefault("sensor_skips", {})[workload] = rep["skips"]
-                    out.setdefault("tick_s_mean", {})[workload] = round(statistics.fmean(rep["ticks"]), 4)
-                    launched_on = rep["launched"]
-                else:
-                    for i, b in enumerate(branches):
+            walls: dict[str, list[float]] = {m: [] for m in modes}
+            with SensorProcess(root, tick_s) as daemon, Launcher(instance) as oracle:
+                _instance_run(instance, f"{workload}-warmup", "left")   # forkserver and caches warm for all
+                for i, b in enumerate(branches):
+                    order = modes if i % 2 == 0 else tuple(reversed(modes))
+                    for mode in order:
                         key = f"{workload}-{mode}-{i}"
-                        before = _oracle_before(instance, launcher, key, b) if mode == "oracle" else None
-                        walls.append(_instance_run(instance, key, b, before))
-                    launcher.join()
-                out.setdefault("launch_errors", []).extend(launcher.errors[:3])
-                out.setdefault(workload, {})[mode] = {"wall": _stats(walls), "shadow_launched": (
-                    launched_on if mode == "on" else len(launcher.procs))}
-                if mode == "on":
-                    out[workload][mode].update(_mode_outcomes(instance, url, f"{workload}-on-"))
-                say(f"    wall p50 {out[workload][mode]['wall']['p50']} s")
+                        if mode == "on":
+                            daemon.resume()
+                            walls[mode].append(_instance_run(instance, key, b))
+                            daemon.pause()
+                        elif mode == "oracle":
+                            walls[mode].append(_instance_run(instance, key, b, _oracle_before(instance, oracle, key, b)))
+                            oracle.wait_idle()
+                        else:
+                            walls[mode].append(_instance_run(instance, key, b))
+                    say(f"  instance {i} ({b}): " + ", ".join(f"{m} {walls[m][-1]:.2f}s" for m in modes))
+                out.setdefault("launch_errors", []).extend(oracle.errors[:3])
+            rep = daemon.report
+            out.setdefault("sensor_errors", []).extend(rep["errors"][:3] + rep["launch_errors"][:3])
+            out.setdefault("sensor_skips", {})[workload] = rep["skips"]
+            out.setdefault("tick_s_mean", {})[workload] = round(statistics.fmean(rep["ticks"]), 4) if rep["ticks"] else None
+            res = out.setdefault(workload, {})
+            for mode in modes:
+                res[mode] = {"wall": _stats(walls[mode])}
+            res["on"]["shadow_launched"] = rep["launched"]
+            res["on"].update(_mode_outcomes(instance, url, f"{workload}-on-"))
+            if "oracle" in res:
+                res["oracle"]["shadow_launched"] = len(oracle.run_ids)
         pred, adv = out["predictable"], out["adversarial"]
-        off, on, oracle = (pred[m]["wall"]["mean"] for m in ("off", "on", "oracle"))
+        off, on, oracle_wall = (pred[m]["wall"]["mean"] for m in ("off", "on", "oracle"))
         out["off_wall_s"], out["on_wall_s"], out["oracle_wall_s"] = pred["off"]["wall"], pred["on"]["wall"], pred["oracle"]["wall"]
         out["ratio"] = round(on / off, 4)
-        out["oracle_ratio"] = round(oracle / off, 4)
-        out["efficiency"] = round((off - on) / (off - oracle), 4) if off - oracle > 1e-9 else None
+        out["oracle_ratio"] = round(oracle_wall / off, 4)
+        out["efficiency"] = round((off - on) / (off - oracle_wall), 4) if off - oracle_wall > 1e-9 else None
         out["hit_rate"] = pred["on"]["hit_rate"]
         out["waste"] = pred["on"]["waste"]
         out["adversarial_waste"] = adv["on"]["waste"]
@@ -529,8 +564,8 @@ def run(json_out: bool = False, *, instances: int = 8, history: int = 12, work_s
     if json_out:
         echo(json.dumps(out, sort_keys=True))
     else:
-        for k in ("ratio", "efficiency", "hit_rate", "waste", "adversarial_waste", "adversarial_slowdown",
-                  "reuse_overhead_s", "tick_s_100_live"):
+        for k in ("ratio", "oracle_ratio", "efficiency", "hit_rate", "waste", "adversarial_waste",
+                  "adversarial_slowdown", "reuse_overhead_s", "tick_s_100_live"):
             echo(f"{k:24} {out[k]}")
     return out
 
@@ -538,8 +573,6 @@ def run(json_out: bool = False, *, instances: int = 8, history: int = 12, work_s
 if __name__ == "__main__":
     import sys
 
-    if sys.argv[1:2] == ["--shadow-run"]:
-        sys.exit(_shadow_main(sys.argv[2], sys.argv[3]))
     if sys.argv[1:2] == ["--sensor-loop"]:
-        sys.exit(_sensor_main(sys.argv[2], sys.argv[3], float(sys.argv[4])))
+        sys.exit(_sensor_main(sys.argv[2], float(sys.argv[3])))
     run(json_out="--json" in sys.argv, instances=int(os.environ.get("BENCH_INSTANCES", 8)))
