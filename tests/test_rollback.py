@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import pickle
 import threading
 import json
 import textwrap
@@ -87,6 +88,9 @@ def _wait(cond, what, seconds=90):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+DEFAULT_COORDINATOR = "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n"
+
+
 @pytest.fixture
 def launcher_instance(tmp_path, monkeypatch):
     """An instance whose runs are launched at once by the DefaultRunLauncher (no queue, no daemon)."""
@@ -94,12 +98,53 @@ def launcher_instance(tmp_path, monkeypatch):
 
     home = tmp_path / "home"
     home.mkdir()
-    write_instance_yaml(home, "run_coordinator:\n  module: dagster.core.run_coordinator\n"
-                              "  class: DefaultRunCoordinator\n")
+    write_instance_yaml(home, DEFAULT_COORDINATOR)
     monkeypatch.setenv("DAGSTER_HOME", str(home))       # the run worker process opens the same instance
     inst = DagsterInstance.get()
     yield inst
     inst.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_launcher_instance(request, tmp_path, monkeypatch):
+    """Like launcher_instance, on consolidated SQLite storage and on dagster-postgres storage (a fresh
+    PostgreSQL schema: runs, event log and asset index all there)."""
+    from dagster import DagsterInstance
+
+    if request.param == "sqlite":
+        yield request.getfixturevalue("launcher_instance")
+        return
+    url = request.getfixturevalue("pg_schema_url")
+    url = "postgresql+psycopg2://" + url.split("://", 1)[1]     # dagster-postgres ships psycopg2
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(f"storage:\n  postgres:\n    postgres_url: {json.dumps(url)}\n"
+                                       "telemetry: {enabled: false}\n" + DEFAULT_COORDINATOR)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    inst = DagsterInstance.get()
+    yield inst
+    # the code server process still opens the instance while it shuts down: let it exit before the
+    # schema is dropped (else it logs "no schema has been selected")
+    deadline = time.monotonic() + 60
+    while _children() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    inst.dispose()
+
+
+def _children() -> list[int]:
+    """Live child processes of this test process (Linux /proc)."""
+    import os
+
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z":
+            out.append(int(pid))
+    return out
 
 
 @contextlib.contextmanager
@@ -150,7 +195,12 @@ def test_rollback_cancels_a_run_from_the_real_launcher(tmp_path, launcher_instan
         misses = [o for o in read_outcomes(signals) if o.stage == "miss"]
         assert len(misses) == 1 and misses[0].shadow_run_id == run.run_id and misses[0].seconds_wasted > 0
         assert not (tmp_path / "live" / "slow").exists()           # nothing reached live storage
+        assert not res[0].purged                                   # still in flight when settled
         assert resolve_shadow_runs(instance, signals, outputs, ttl_s=10) == []   # settled once
+        # cancellation finished: the later tick purged it (its failed/planned events for `slow` too)
+        assert instance.get_run_by_id(run.run_id) is None
+        assert instance.get_asset_records([AssetKey("slow")])[0].asset_entry.last_run_id != run.run_id
+        assert instance.get_latest_materialization_event(AssetKey("slow")) is None
 
 
 def test_a_shadow_run_the_live_step_overtook_is_cancelled_at_once(tmp_path, launcher_instance):
@@ -184,9 +234,93 @@ def test_a_shadow_run_the_live_step_overtook_is_cancelled_at_once(tmp_path, laun
             res = resolve_shadow_runs(instance, signals, outputs, ttl_s=600)
             assert [(r.prediction_id, r.outcome, r.cancelled) for r in res] == [(pid, "miss", True)]
             assert "before the shadow output was ready" in res[0].reason
+            from shadow_dagster.dagster.purge import NotAShadowRun, purge_shadow_run
+
+            live_run = [r for r in instance.get_runs() if r.tags.get(WORKFLOW_TAG) == "wf-live"][0]
+            with pytest.raises(NotAShadowRun):                   # a live run in flight is never purged
+                purge_shadow_run(instance, live_run)
             _wait(lambda: instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED, "CANCELED")
+            assert resolve_shadow_runs(instance, signals, outputs, ttl_s=600) == []
+            assert instance.get_run_by_id(run.run_id) is None        # purged once cancelled
+            assert instance.get_run_by_id(live_run.run_id).status == DagsterRunStatus.STARTED   # untouched
         finally:
             (tmp_path / "release").write_text("x")
             thread.join(120)
         assert live["result"].success and live["result"].output_for_node("slow") == 2
         assert outputs.list(prediction_id=pid) == [] or all(o.status == DELETED for o in outputs.list(prediction_id=pid))
+
+
+def _catalog_view(instance, key: AssetKey):
+    """What Dagster shows for `key`: (latest materialization run, asset-record run, automation's view,
+    data version record run, runs in the materialization history)."""
+    from dagster._core.definitions.events import AssetKeyPartitionKey
+    from dagster._core.loader import LoadingContextForTest
+    from dagster._utils.caching_instance_queryer import CachingInstanceQueryer
+
+    latest = instance.get_latest_materialization_event(key)
+    record = instance.get_asset_records([key])[0].asset_entry.last_materialization_record
+    graph = _location_graph[0]
+    seen = CachingInstanceQueryer(instance, graph, LoadingContextForTest(instance)) \
+        .get_latest_materialization_or_observation_record(AssetKeyPartitionKey(key))
+    dv = instance.get_latest_data_version_record(key)
+    history = [r.run_id for r in instance.fetch_materializations(key, limit=100).records]
+    return (latest and latest.run_id, record and record.run_id, seen and seen.run_id, dv and dv.run_id, history)
+
+
+_location_graph: list = []
+
+
+def test_a_missed_shadow_run_is_purged_and_the_live_materialization_is_latest_again(tmp_path,
+                                                                                    any_launcher_instance):
+    """Live materialization of `slow`, then a shadow run (real launcher) materialises it too; the
+    prediction misses: rollback deletes its outputs and purges it once finished, after which every
+    view Dagster has of `slow` (latest event, asset record, automation, data version, history) is
+    the live run's again, and the outcome is still listed. Runs on SQLite and PostgreSQL storage."""
+    from dagster import DagsterRun
+
+    from shadow_dagster.dagster.purge import NotAShadowRun, purge_shadow_run
+    from shadow_dagster.dagster.speculation_report import shadow_run_rows
+
+    instance = any_launcher_instance
+    pid = "pred-purge-1"
+    key = AssetKey("slow")
+    (tmp_path / "release").write_text("x")            # `slow` returns at once in this test
+    with _location(tmp_path, instance) as (workspace, defs, url):
+        _location_graph[:] = [defs.resolve_asset_graph()]
+        live = defs.resolve_job_def("__ASSET_JOB").execute_in_process(
+            instance=instance, asset_selection=[key], tags={WORKFLOW_TAG: "wf-purge"})
+        assert live.success
+        live_view = _catalog_view(instance, key)
+        assert live_view[:4] == (live.run_id,) * 4
+        run = submit_asset_run(instance, workspace, "loc", SHADOW_JOB_NAME, [key],
+                               _shadow_tags(pid, "wf-purge", "left/slow", time.time() - 30))
+        _wait(lambda: instance.get_run_by_id(run.run_id).status == DagsterRunStatus.SUCCESS, "shadow SUCCESS")
+        shadow_view = _catalog_view(instance, key)
+        assert shadow_view[:4] == (run.run_id,) * 4                # the problem: the catalog shows the shadow run
+        signals = SignalStore(url)
+        outputs = ShadowOutputStore(tmp_path / "shadow", url)
+        assert outputs.list(prediction_id=pid)
+        # guards: a live run is never purged, a forged shadow-tagged object does not fool the guard
+        with pytest.raises(NotAShadowRun):
+            purge_shadow_run(instance, instance.get_run_by_id(live.run_id))
+        forged = DagsterRun(job_name="__ASSET_JOB", run_id=live.run_id, tags={SHADOW_TAG: "true"})
+        with pytest.raises(NotAShadowRun):
+            purge_shadow_run(instance, forged)
+        assert instance.get_run_by_id(live.run_id) is not None
+        res = resolve_shadow_runs(instance, signals, outputs, ttl_s=10)
+        assert [(r.prediction_id, r.outcome) for r in res] == [(pid, "miss")]
+        assert instance.get_run_by_id(run.run_id) is None          # finished, so purged in the same tick
+        assert all(o.status == DELETED for o in outputs.list(prediction_id=pid))
+        view = _catalog_view(instance, key)
+        assert view[:4] == (live.run_id,) * 4, view
+        assert run.run_id not in view[4] and live.run_id in view[4]
+        assert instance.event_log_storage.get_asset_keys_for_run(run.run_id) == set()
+        assert instance.get_run_by_id(live.run_id).status == DagsterRunStatus.SUCCESS
+        # idempotent across ticks; the outcome stays queryable and listed as purged
+        assert resolve_shadow_runs(instance, signals, outputs, ttl_s=10) == []
+        assert purge_shadow_run(instance, run.run_id).purged
+        stages = [o.stage for o in read_outcomes(signals) if o.prediction_id == pid]
+        assert stages.count("miss") == 1 and stages.count("purged") == 1
+        rows = [r for r in shadow_run_rows(instance, read_outcomes(signals)) if r["run_id"] == run.run_id]
+        assert [(r["status"], r["outcome"], r["activity"]) for r in rows] == [("purged", "miss", "left/slow")]
+        assert pickle.loads((tmp_path / "live" / "slow").read_bytes()) == 2     # live storage: the live value

@@ -182,7 +182,14 @@ def test_predict_launch_and_reuse_end_to_end(world, instance):
     outcomes = read_outcomes(store)
     hits = [o for o in outcomes if o.stage == "hit"]
     assert len(hits) == 1 and hits[0].prediction_id == pid and hits[0].shadow_run_id == shadow.run_id
-    assert {o.stage for o in outcomes if o.prediction_id == pid} == {"predicted", "launched", "hit"}
+    assert {o.stage for o in outcomes if o.prediction_id == pid} == {"predicted", "launched", "hit", "purged"}
+    # the settled hit is purged: stats_a's history holds the live (reused) materialization only
+    assert instance.get_run_by_id(shadow.run_id) is None
+    latest = instance.get_latest_materialization_event(AssetKey("stats_a"))
+    assert latest.run_id == result.run_id
+    assert latest.asset_materialization.metadata[REUSED_FROM].value == shadow.run_id   # provenance kept
+    assert shadow.run_id not in {r.run_id for r in instance.fetch_materializations(AssetKey("stats_a"),
+                                                                                   limit=100).records}
     assert [o for o in outcomes if o.stage == "predicted" and o.activity == "right/stats_b"]  # declined
     check_report_and_cli(world, instance, hits=1, misses=0)
 
@@ -211,6 +218,10 @@ def test_wrong_prediction_rolls_back(world, instance):
     misses = [o for o in read_outcomes(store) if o.stage == "miss"]
     assert len(misses) == 1 and misses[0].prediction_id == pid and misses[0].shadow_run_id == shadow.run_id
     assert misses[0].seconds_wasted >= 0 and "another branch" in misses[0].reason
+    # the missed shadow run is purged: stats_a's catalog entry is the live one from before speculation
+    assert instance.get_run_by_id(shadow.run_id) is None
+    assert instance.get_latest_materialization_event(AssetKey("stats_a")).run_id != shadow.run_id
+    assert second_tick_is_quiet(world, instance, first.cursor, store, pid)
     # live results are those of a run without speculation: stats_b recomputed live, the rest untouched
     assert world.calls == {"stats_a": 1, "stats_b": 1}
     after_live = snapshot(world.live)
@@ -218,6 +229,14 @@ def test_wrong_prediction_rolls_back(world, instance):
     before.pop("stats_b")
     assert after_live == before
     check_report_and_cli(world, instance, hits=0, misses=1)
+
+
+def second_tick_is_quiet(world, instance, cursor, store, pid) -> bool:
+    """A later tick neither relaunches the purged prediction nor writes its outcomes twice."""
+    before = [o for o in read_outcomes(store) if o.prediction_id == pid]
+    again = world.tick(instance, cursor)
+    return (not any(r.tags[PREDICTION_TAG] == pid for r in again.run_requests)
+            and [o for o in read_outcomes(store) if o.prediction_id == pid] == before)
 
 
 def snapshot(root):
@@ -265,6 +284,7 @@ def check_report_and_cli(world, instance, *, hits, misses):
     assert out.exit_code == 0, out.output
     rows = [json.loads(line) for line in out.output.splitlines()]
     assert [r["outcome"] for r in rows] == ["hit"] * hits + ["miss"] * misses
+    assert all(r["status"] == "purged" for r in rows)            # purged from Dagster, still listed
     out = runner.invoke(shadow, ["gc", "--ttl", "0", "--store-url", world.url, "--shadow-dir", str(world.shadow)])
     assert out.exit_code == 0 and "deleted" in out.output, out.output
     bad = runner.invoke(shadow, ["gc", "--store-url", world.url, "--shadow-dir", str(world.shadow / "nope")])

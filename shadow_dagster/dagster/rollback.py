@@ -14,6 +14,13 @@ without it), ended without it, failed or was cancelled, when the shadow run fail
 prediction outlived its TTL. On a miss in-flight shadow runs are cancelled
 (`run_coordinator.cancel_run`; runs from `execute_in_process` cannot be cancelled) and their
 outputs deleted. Live runs are never touched.
+
+Once settled and finished (cancellation is asynchronous: that may take a later tick), a shadow run
+is purged from Dagster (`shadow_dagster.dagster.purge.purge_shadow_run`: its events, the asset
+index entries that still point at it, the run record), so the asset catalog, data versions and
+automation only see live runs. `purge="all"` (default) purges hits and misses, `"misses"` keeps hit
+runs, `"off"` keeps every shadow run. A "purged" outcome row keeps the run id, activity and outcome
+listed (`shadow-dagster shadow list`).
 """
 
 from __future__ import annotations
@@ -51,7 +58,8 @@ PREFIX_LEN_TAG = PREFIX + "prefix_length"     # shadow run: live steps started w
 PREDICTED_AT_TAG = PREFIX + "predicted_at"    # shadow run: epoch seconds of the prediction
 SHADOW_WORKFLOW_TAG = PREFIX + "shadow_of"    # shadow run: the workflow (job of the first live run)
 OUTCOME_RUN_PREFIX = "prediction:"
-STAGES = ("predicted", "launched", "hit", "miss", "prefetch", "warmup", "used", "release")
+STAGES = ("predicted", "launched", "hit", "miss", "prefetch", "warmup", "used", "release", "purged")
+PURGE_MODES = ("all", "misses", "off")
 RESOLVED = ("hit", "miss")
 PREPARED = ("prefetch", "warmup")   # pre-fetch / pre-allocation done ahead of a predicted step
 SETTLED = ("used", "release")       # ...then the live step used it, or it was released
@@ -65,7 +73,7 @@ class OutcomeRecord:
     """One stage of a prediction, as stored in the signal store."""
 
     prediction_id: str
-    stage: str                     # predicted | launched | hit | miss
+    stage: str                     # predicted | launched | hit | miss | purged | (prepare stages)
     ts_ms: int
     workflow: str | None = None
     workflow_key: str | None = None
@@ -247,6 +255,7 @@ class Resolution:
     reason: str
     cancelled: bool = False
     outputs_deleted: int = 0
+    purged: bool = False          # the shadow run was purged from Dagster in the same tick
     seconds_saved: float = 0.0
     seconds_wasted: float = 0.0
 
@@ -367,8 +376,13 @@ def resolve_shadow_runs(
     divergence_slack: int = 2,
     now: float | None = None,
     views: dict[str, GroupView] | None = None,
+    purge: str = "all",
+    log=None,
 ) -> list[Resolution]:
-    """Settle every launched, unresolved prediction; cancel and clean up the misses."""
+    """Settle every launched, unresolved prediction; cancel and clean up the misses; purge settled,
+    finished shadow runs from Dagster (`purge`: "all", "misses" or "off")."""
+    if purge not in PURGE_MODES:
+        raise ValueError(f"purge must be one of {PURGE_MODES}, got {purge!r}")
     now = time.time() if now is None else now
     shadow_runs = recent_shadow_runs(instance, now - 2 * ttl_s)
     by_pred: dict[str, list] = {}
@@ -378,8 +392,8 @@ def resolve_shadow_runs(
             by_pred.setdefault(pid, []).append(run)
     if not by_pred:
         return []
-    resolved = {r.prediction_id for r in read_outcomes(signal_store, prediction_ids=by_pred)
-                if r.stage in RESOLVED}
+    known = read_outcomes(signal_store, prediction_ids=by_pred)
+    resolved = {r.prediction_id for r in known if r.stage in RESOLVED}
     views = {} if views is None else views
     out: list[Resolution] = []
     records: list[OutcomeRecord] = []
@@ -411,5 +425,49 @@ def resolve_shadow_runs(
                 shadow_run_id=run.run_id, seconds_saved=res.seconds_saved, seconds_wasted=res.seconds_wasted,
                 reason=reason))
             break
-    record_outcomes(signal_store, records)
+    record_outcomes(signal_store, records)   # settled first: a purge never loses an outcome
+    if purge != "off":
+        settled = {r.prediction_id: r for r in known + records if r.stage in RESOLVED}
+        done = purge_settled_shadow_runs(instance, signal_store, shadow_runs, settled, mode=purge, now=now,
+                                          log=log)
+        for res in out:
+            res.purged = res.shadow_run_id in done
     return out
+
+
+def purge_settled_shadow_runs(instance: DagsterInstance, signal_store: SignalStore, shadow_runs: Iterable,
+                              settled: dict[str, OutcomeRecord], *, mode: str = "all",
+                              now: float | None = None, log=None) -> set[str]:
+    """Purge the finished shadow runs among `shadow_runs` whose prediction is in `settled` (prediction
+    id -> hit/miss record); `mode` "misses" keeps hit runs. Runs in flight wait for a later call.
+    Writes one "purged" outcome row per run; returns the run ids purged (or found already gone)."""
+    from shadow_dagster.dagster.purge import purge_shadow_run
+
+    if mode not in PURGE_MODES:
+        raise ValueError(f"purge mode must be one of {PURGE_MODES}, got {mode!r}")
+    now = time.time() if now is None else now
+    done, records = set(), []
+    for run in shadow_runs:
+        rec = settled.get(run.tags.get(PREDICTION_TAG, ""))
+        if rec is None or mode == "off" or (mode == "misses" and rec.stage == "hit"):
+            continue
+        if run.status not in FINISHED:
+            continue   # cancellation is asynchronous: purged on a later tick, once finished
+        try:
+            result = purge_shadow_run(instance, run)
+        except Exception as exc:  # noqa: BLE001 - one bad run must not stop the tick; retried next tick
+            if log is not None:
+                log.warning(f"purging shadow run {run.run_id} failed: {exc}")
+            continue
+        if not result.purged:
+            continue
+        done.add(run.run_id)
+        restored = ", ".join(f"{k} -> {'none' if v is None else v[:8]}" for k, v in result.restored.items())
+        records.append(OutcomeRecord(
+            rec.prediction_id, "purged", int(now * 1000), workflow=run.tags.get(SHADOW_WORKFLOW_TAG),
+            workflow_key=run.tags.get(PARENT_TAG), activity=run.tags.get(ACTIVITY_TAG),
+            probability=float(run.tags.get(PROBABILITY_TAG, 0) or 0), shadow_run_id=run.run_id,
+            reason=f"{rec.stage}: removed the events of {', '.join(result.asset_keys) or 'no asset'}"
+                   + (f"; latest materialization restored ({restored})" if restored else "")))
+    record_outcomes(signal_store, records)
+    return done

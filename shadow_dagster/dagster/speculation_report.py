@@ -36,19 +36,46 @@ def speculation_totals(records, policy: PolicyConfig | None = None) -> dict:
 
 
 def shadow_run_rows(instance, records, limit: int = 20) -> list[dict]:
-    """Recent shadow runs with their state and outcome, newest first."""
+    """Recent shadow runs with their state and outcome, newest first.
+
+    Shadow runs purged from Dagster after settlement (see `shadow_dagster.dagster.purge`) are listed
+    from their outcome rows with status "purged", so nothing disappears from the user's view."""
     resolved = {r.prediction_id: r for r in records if r.stage in ("hit", "miss")}
-    rows = []
-    for run in instance.get_runs(filters=RunsFilter(tags={SHADOW_TAG: "true"}), limit=limit):
-        pid = run.tags.get(PREDICTION_TAG, "")
+
+    def row(run_id, status, parent, activity, probability, pid):
         out = resolved.get(pid)
-        rows.append({"run_id": run.run_id, "status": run.status.value, "parent": run.tags.get(PARENT_TAG),
-                     "activity": run.tags.get(ACTIVITY_TAG), "probability": run.tags.get(PROBABILITY_TAG),
-                     "prediction": pid, "outcome": out.stage if out else "pending",
-                     "seconds": (out.seconds_saved if out and out.stage == "hit" else
-                                 out.seconds_wasted if out else None),
-                     "reason": out.reason if out else None})
-    return rows
+        return {"run_id": run_id, "status": status, "parent": parent, "activity": activity,
+                "probability": probability, "prediction": pid, "outcome": out.stage if out else "pending",
+                "seconds": (out.seconds_saved if out and out.stage == "hit" else
+                            out.seconds_wasted if out else None),
+                "reason": out.reason if out else None}
+
+    listed = []   # (created epoch s, row)
+    for rec in instance.get_run_records(filters=RunsFilter(tags={SHADOW_TAG: "true"}), limit=limit):
+        run = rec.dagster_run
+        listed.append((rec.create_timestamp.timestamp(), row(
+            run.run_id, run.status.value, run.tags.get(PARENT_TAG), run.tags.get(ACTIVITY_TAG),
+            run.tags.get(PROBABILITY_TAG), run.tags.get(PREDICTION_TAG, ""))))
+    # runs named by outcome rows (resolved or purged) that Dagster no longer has: purged
+    named: dict[str, tuple[float, object]] = {}
+    launched = {r.prediction_id: r.ts_ms / 1000 for r in records if r.stage == "launched"}
+    for r in records:
+        if r.shadow_run_id and r.stage in ("hit", "miss", "purged"):
+            ts = launched.get(r.prediction_id, r.ts_ms / 1000)
+            if r.shadow_run_id not in named or r.stage == "purged":
+                named[r.shadow_run_id] = (ts, r)
+    shown = {row_["run_id"] for _, row_ in listed}
+    missing = [rid for rid in named if rid not in shown]
+    if missing:
+        present = {rec.dagster_run.run_id for rec in instance.get_run_records(filters=RunsFilter(run_ids=missing))}
+        for rid in missing:
+            if rid in present:
+                continue   # still in Dagster, just beyond the limit
+            ts, r = named[rid]
+            prob = f"{r.probability:.6f}" if r.probability is not None else None
+            listed.append((ts, row(rid, "purged", r.workflow_key, r.activity, prob, r.prediction_id)))
+    listed.sort(key=lambda t: t[0], reverse=True)
+    return [r for _, r in listed[:limit]]
 
 
 def markdown_table(rows: list[dict]) -> str:

@@ -46,6 +46,8 @@ from shadow_dagster.dagster.rollback import (
     POSITION_TAG,
     PREDICTED_AT_TAG,
     PREFIX_LEN_TAG,
+    PURGE_MODES,
+    RESOLVED,
     SHADOW_WORKFLOW_TAG,
     TARGETS_TAG,
     GroupView,
@@ -250,6 +252,7 @@ def build_speculative_sensor(
     prefetch_budget_s: float = 10.0,
     warmup: bool = True,
     warmup_budget_s: float = 30.0,
+    purge: str = "all",
 ):
     """The speculative sensor (default RUNNING). `job` (or `job_name`) is the shadow asset job.
 
@@ -264,6 +267,9 @@ def build_speculative_sensor(
     ShadowIOManager's prefetch cache (at most `prefetch_budget_bytes` / `prefetch_budget_s` per
     tick); `warmup` calls `warm_up()` of the WarmableResources the steps require (new warm-ups stop
     after `warmup_budget_s` per tick).
+    `purge` ("all", "misses", "off"): which settled, finished shadow runs are purged from Dagster
+    (events, asset index entries, run record) so the asset catalog only reflects live runs
+    (`shadow_dagster.dagster.purge`); their outcome rows stay.
     """
     policy = policy or PolicyConfig()
     if not isinstance(policy, PolicyConfig):
@@ -271,6 +277,8 @@ def build_speculative_sensor(
     for label, value in (("ttl_s", ttl_s), ("chain_gap_s", chain_gap_s), ("launch_overhead_s", launch_overhead_s)):
         if not isinstance(value, (int, float)) or value < 0:
             raise ValueError(f"{label} must be a number of seconds >= 0, got {value!r}")
+    if purge not in PURGE_MODES:
+        raise ValueError(f"purge must be one of {PURGE_MODES}, got {purge!r}")
     if job is not None:
         job_name = job.name
     preparer = Preparer(PrepareConfig(prefetch=prefetch, prefetch_budget_bytes=prefetch_budget_bytes,
@@ -303,7 +311,8 @@ def build_speculative_sensor(
             cursor[section] = {k: v for k, v in cursor[section].items() if now - v <= ttl_s}
         views: dict[str, GroupView] = {}
         resolved = resolve_shadow_runs(instance, signals, outputs, ttl_s=ttl_s, chain_gap_s=chain_gap_s,
-                                       divergence_slack=divergence_slack, now=now, views=views)
+                                       divergence_slack=divergence_slack, now=now, views=views,
+                                       purge=purge, log=context.log)
         repo = context.repository_def
         if repo is None:
             raise ValueError("the speculative sensor needs its repository (build_sensor_context(repository_def=...))")
@@ -321,6 +330,7 @@ def build_speculative_sensor(
 
         shadow_runs = recent_shadow_runs(instance, now - 2 * ttl_s)
         existing = {r.tags.get(PREDICTION_TAG) for r in shadow_runs}
+        existing |= {r.prediction_id for r in recent if r.stage in RESOLVED}   # settled runs may be purged
         in_flight: dict[str, int] = {}
         for r in shadow_runs:
             if r.status in IN_FLIGHT:
