@@ -209,9 +209,15 @@ class ShadowRunIOManager(IOManager):
             return deserialize(self._scratch_path(self._parts(context.upstream_output)).read_bytes())
         info = step.maybe_fetch_and_get_input_asset_version_info(context.asset_key)
         producer = info.run_id if info is not None else None
-        if producer is not None:
+        if producer:   # "" is a runless (reported) materialization: live
             run = step.instance.get_run_by_id(producer)
-            if run is not None and is_shadow_run(run.tags):
+            if run is None:
+                # purged after this step read the asset index: its value is gone, and live storage
+                # does not hold the materialization the step's provenance pins
+                raise FileNotFoundError(
+                    f"input {context.asset_key.to_user_string()} was last materialised by run {producer}, "
+                    "which no longer exists (a purged shadow run); not reading live storage instead")
+            if is_shadow_run(run.tags):
                 return self._load_shadow(context, producer)
         return self.live.load_input(context)
 

@@ -40,7 +40,8 @@ def step_partition_key(step_context, asset_key: AssetKey) -> str | None:
 
 def compute_step_provenance(step_context, asset_key: AssetKey, *, live_inputs_only: bool) -> StepProvenance:
     """Compute the key. With `live_inputs_only`, an input last materialised by a shadow run other than
-    this run makes the key unknown (its data may not be in live storage)."""
+    this run, or by a run that no longer exists, makes the key unknown (its data may not be in live
+    storage). Runless materializations (run id "") count as live."""
     name = asset_key.to_user_string()
     input_runs: dict[str, str] = {}
     partition = None
@@ -48,7 +49,7 @@ def compute_step_provenance(step_context, asset_key: AssetKey, *, live_inputs_on
         partition = step_partition_key(step_context, asset_key)
         node = step_context.job_def.asset_layer.get(asset_key)
         versions: dict[str, str | None] = {}
-        shadow_cache: dict[str, bool] = {}
+        shadow_cache: dict[str, bool | str] = {}
         for parent in sorted(node.parent_keys, key=lambda k: k.to_user_string()):
             pname = parent.to_user_string()
             info = step_context.maybe_fetch_and_get_input_asset_version_info(parent)
@@ -60,10 +61,15 @@ def compute_step_provenance(step_context, asset_key: AssetKey, *, live_inputs_on
             dv = info.data_version.value if info.data_version is not None else None
             versions[pname] = f"{dv}@{info.storage_id}" if dv and dv not in ("UNKNOWN", "NULL") else dv
             input_runs[pname] = info.run_id
-            if live_inputs_only and info.run_id != step_context.run_id:
+            if live_inputs_only and info.run_id and info.run_id != step_context.run_id:
                 if info.run_id not in shadow_cache:
                     run = step_context.instance.get_run_by_id(info.run_id)
-                    shadow_cache[info.run_id] = bool(run is not None and is_shadow_run(run.tags))
+                    # a producer Dagster no longer has (a shadow run purged after this step read the
+                    # asset index) is not provably live: refuse rather than trust its storage id
+                    shadow_cache[info.run_id] = "gone" if run is None else is_shadow_run(run.tags)
+                if shadow_cache[info.run_id] == "gone":
+                    raise ProvenanceUnknown(
+                        f"input {pname} was last materialised by run {info.run_id}, which no longer exists")
                 if shadow_cache[info.run_id]:
                     raise ProvenanceUnknown(
                         f"input {pname} was last materialised by shadow run {info.run_id}, not live")
