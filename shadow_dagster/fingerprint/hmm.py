@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from hmmlearn.hmm import CategoricalHMM
 
 from .symbols import Vocabulary
 
@@ -79,6 +78,10 @@ class HMMModel:
             raise ValueError("HMM needs at least one non-empty sequence")
         used = _newest(seqs, n_states, max_work, min_sequences)
         X, lengths = _with_end(used, vocab.end)
+        # imported here: hmmlearn pulls in scikit-learn and scipy (~1.5 s of CPU), and every run
+        # process of a shadow-dagster code location imports this module without ever fitting
+        from hmmlearn.hmm import CategoricalHMM
+
         hmm = CategoricalHMM(n_components=n_states, n_features=vocab.n_symbols, n_iter=n_iter,
                              tol=1e-2, random_state=seed, implementation="scaling",
                              init_params="" if init is not None else "ste")
