@@ -228,6 +228,19 @@ def _available(instance, view: GroupView, catalog: dict[str, StepInfo], workflow
     return have
 
 
+def host_load_per_core() -> float | None:
+    """The 1-minute load average per usable CPU core of this host (None where there is none)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return load / max(1, cores)
+
+
 # ------------------------------------------------------------------------------ the sensor
 def build_speculative_sensor(
     *,
@@ -327,6 +340,13 @@ def build_speculative_sensor(
             settled, open_prep = preparer.settle(prep, instance=instance, signals=signals, log=context.log,
                                                  outcomes=recent, views=views, now=now, ttl_s=ttl_s,
                                                  chain_gap_s=chain_gap_s, divergence_slack=divergence_slack)
+
+        load = host_load_per_core() if policy.max_load_per_core is not None else None
+        if policy.host_saturated(load):   # shadow work would take CPU from live runs: none this tick
+            context.update_cursor(json.dumps(cursor, sort_keys=True))
+            yield SkipReason(f"host saturated: load {load:.2f} per core > max_load_per_core "
+                             f"{policy.max_load_per_core}; resolved {len(resolved)} predictions")
+            return
 
         shadow_runs = recent_shadow_runs(instance, now - 2 * ttl_s)
         existing = {r.tags.get(PREDICTION_TAG) for r in shadow_runs}

@@ -17,6 +17,10 @@ when launched guesses come true less often than predicted, `c < 1` and the thres
 when they come true more often it falls. Only the newest `window` resolved outcomes count, so the
 policy follows drift. On top of that: `p` must reach `min_probability`, and launches are capped
 globally (`max_concurrent` shadow runs in flight) and per workflow instance (`max_per_workflow`).
+
+Load guard (off by default): with `max_load_per_core` set, no shadow run is launched while the host's
+load per core (the sensor measures the 1-minute load average / usable cores) is above it. Shadow runs
+started on a saturated host take CPU from live runs; the load benchmark measured this.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class PolicyConfig:
     prior_strength: float = 5.0    # pseudo-outcomes pulling the calibration towards 1
     min_calibration: float = 0.25
     max_calibration: float = 2.0
+    max_load_per_core: float | None = None  # load guard: no launch while load / cores exceeds this
 
     def __post_init__(self):
         _positive("ratio", self.ratio)
@@ -65,6 +70,15 @@ class PolicyConfig:
         if not 0 < _positive("min_calibration", self.min_calibration) <= 1 <= _positive(
                 "max_calibration", self.max_calibration):
             raise ValueError("calibration bounds must satisfy 0 < min_calibration <= 1 <= max_calibration")
+        if self.max_load_per_core is not None:
+            _positive("max_load_per_core", self.max_load_per_core)
+
+    def host_saturated(self, load_per_core: float | None) -> bool:
+        """True when the load guard is on and the host's load per core is above it. An unknown load
+        (no load average on this OS) never blocks."""
+        if self.max_load_per_core is None or load_per_core is None:
+            return False
+        return _positive("load_per_core", load_per_core, allow_zero=True) > self.max_load_per_core
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,69 @@
+"""The load guard: no shadow run is launched while the host's load per core exceeds the policy's
+`max_load_per_core` (the load benchmark measured shadow runs slowing live runs on a saturated host)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from dagster import Definitions, asset, build_sensor_context
+
+from shadow_dagster.dagster import speculative_sensor as spec
+from shadow_dagster.dagster.critical import guard_assets
+from shadow_dagster.speculation.policy import PolicyConfig
+from shadow_dagster.tags import CRITICAL_TAG
+
+
+def test_guard_is_off_by_default_and_blocks_only_above_the_threshold():
+    assert not PolicyConfig().host_saturated(50.0)
+    guard = PolicyConfig(max_load_per_core=0.8)
+    assert not guard.host_saturated(0.8)
+    assert guard.host_saturated(0.81)
+    assert not guard.host_saturated(0.0)
+    assert not guard.host_saturated(None)          # no load average on this OS: never blocks
+    with pytest.raises(ValueError):
+        guard.host_saturated(-1.0)
+
+
+@pytest.mark.parametrize("bad", [0, -0.5, math.inf, math.nan, "1", True])
+def test_guard_threshold_is_validated(bad):
+    with pytest.raises(ValueError, match="max_load_per_core"):
+        PolicyConfig(max_load_per_core=bad)
+
+
+def test_host_load_per_core_is_a_non_negative_number_or_none():
+    load = spec.host_load_per_core()
+    assert load is None or (isinstance(load, float) and load >= 0)
+
+
+def _sensor_tick(instance, tmp_path, policy):
+    @asset(code_version="1", op_tags={CRITICAL_TAG: "false"})
+    def stats() -> int:
+        return 1
+
+    assets = guard_assets([stats])
+    defs = Definitions(assets=assets, jobs=[spec.shadow_job(assets)])
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    sensor = spec.build_speculative_sensor(policy=policy, signal_store_url=url, output_store_url=url,
+                                           shadow_dir=str(tmp_path / "shadow"))
+    data = sensor.evaluate_tick(build_sensor_context(instance=instance, repository_def=defs.get_repository_def()))
+    return data
+
+
+def test_saturated_host_skips_the_tick(instance, tmp_path, monkeypatch):
+    monkeypatch.setattr(spec, "host_load_per_core", lambda: 3.5)
+    data = _sensor_tick(instance, tmp_path, PolicyConfig(max_load_per_core=1.0))
+    assert not data.run_requests
+    assert data.skip_message.startswith("host saturated: load 3.50 per core > max_load_per_core 1.0")
+
+
+def test_guard_lets_the_tick_plan_below_the_threshold_and_is_not_consulted_when_off(instance, tmp_path,
+                                                                                      monkeypatch):
+    monkeypatch.setattr(spec, "host_load_per_core", lambda: 0.5)
+    assert "host saturated" not in _sensor_tick(instance, tmp_path, PolicyConfig(max_load_per_core=1.0)).skip_message
+
+    def boom():
+        raise AssertionError("the load is read only when the guard is on")
+
+    monkeypatch.setattr(spec, "host_load_per_core", boom)
+    assert "host saturated" not in _sensor_tick(instance, tmp_path, PolicyConfig()).skip_message
