@@ -360,7 +360,9 @@ def _seed_history(instance, name: str, branches: list[str], url: str):
 
 
 def _mode_outcomes(instance, url: str, prefix: str) -> dict:
-    """Hit rate and waste share of the shadow runs serving instances whose key starts with `prefix`."""
+    """Hit rate and waste share of the shadow runs serving instances whose key starts with `prefix`,
+    from the outcome rows (settled runs are purged from Dagster; their "purged" row keeps the run's
+    seconds) and, for runs not purged, their run records."""
     from dagster import RunsFilter
 
     from shadow_dagster.dagster.rollback import read_outcomes
@@ -368,23 +370,22 @@ def _mode_outcomes(instance, url: str, prefix: str) -> dict:
     from shadow_dagster.tags import PARENT_TAG, PREDICTION_TAG, SHADOW_TAG
 
     store = SignalStore(url)
-    stage = {r.prediction_id: r.stage for r in read_outcomes(store) if r.stage in ("hit", "miss")}
-    total = wasted = 0.0
-    hits = misses = 0
+    rows = [r for r in read_outcomes(store) if (r.workflow_key or "").startswith(prefix)]
+    store.dispose()
+    stage = {r.prediction_id: r.stage for r in rows if r.stage in ("hit", "miss")}
+    seconds = {r.prediction_id: r.seconds for r in rows if r.stage == "purged"}
     for rec in instance.get_run_records(filters=RunsFilter(tags={SHADOW_TAG: "true"})):
         run = rec.dagster_run
-        if not run.tags.get(PARENT_TAG, "").startswith(prefix):
-            continue
-        secs = max(0.0, (rec.end_time or time.time()) - (rec.start_time or rec.end_time or time.time()))
-        total += secs
-        outcome = stage.get(run.tags.get(PREDICTION_TAG))
-        hits += outcome == "hit"
-        misses += outcome == "miss"
-        if outcome == "miss":
-            wasted += secs
-    return {"shadow_runs": hits + misses, "hits": hits, "misses": misses,
-            "hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
-            "waste": round(wasted / total, 4) if total else 0.0, "shadow_seconds": round(total, 3)}
+        if run.tags.get(PARENT_TAG, "").startswith(prefix) and rec.start_time:
+            seconds.setdefault(run.tags.get(PREDICTION_TAG), max(0.0, (rec.end_time or time.time()) - rec.start_time))
+    total = sum(seconds.get(pid, 0.0) for pid in stage)
+    wasted = sum(seconds.get(pid, 0.0) for pid, st in stage.items() if st == "miss")
+    hits = sum(st == "hit" for st in stage.values())
+    misses = len(stage) - hits
+    return {"shadow_runs": len(stage), "hits": hits, "misses": misses,
+            "hit_rate": round(hits / len(stage), 4) if stage else None,
+            "waste": round(wasted / total, 4) if total else 0.0, "shadow_seconds": round(total, 3),
+            "miss_reasons": sorted({r.reason for r in rows if r.stage == "miss" and r.reason})[:5]}
 
 
 def _oracle_before(instance, launcher, key: str, branch: str):

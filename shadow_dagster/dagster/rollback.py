@@ -86,7 +86,7 @@ class OutcomeRecord:
     # pre-fetch / pre-allocation stages
     resource: str | None = None          # warmup/release: the resource key
     nbytes: int = 0                      # prefetch: bytes copied into the cache
-    seconds: float = 0.0                 # prefetch/warmup/release: seconds spent
+    seconds: float = 0.0                 # prefetch/warmup/release: seconds spent; purged: run seconds
     position: int | None = None          # index in the live sequence the step was expected at
     prefix_length: int | None = None     # live steps started when it was prepared
     sources: tuple[str, ...] = ()        # prefetch: cache sources (live file paths) copied
@@ -453,6 +453,8 @@ def purge_settled_shadow_runs(instance: DagsterInstance, signal_store: SignalSto
             continue
         if run.status not in FINISHED:
             continue   # cancellation is asynchronous: purged on a later tick, once finished
+        rr = instance.get_run_record_by_id(run.run_id)
+        ran_s = max(0.0, (rr.end_time or now) - rr.start_time) if rr is not None and rr.start_time else 0.0
         try:
             result = purge_shadow_run(instance, run)
         except Exception as exc:  # noqa: BLE001 - one bad run must not stop the tick; retried next tick
@@ -467,6 +469,7 @@ def purge_settled_shadow_runs(instance: DagsterInstance, signal_store: SignalSto
             rec.prediction_id, "purged", int(now * 1000), workflow=run.tags.get(SHADOW_WORKFLOW_TAG),
             workflow_key=run.tags.get(PARENT_TAG), activity=run.tags.get(ACTIVITY_TAG),
             probability=float(run.tags.get(PROBABILITY_TAG, 0) or 0), shadow_run_id=run.run_id,
+            seconds=round(ran_s, 3),   # the run's wall seconds: what it cost, kept after the run is gone
             reason=f"{rec.stage}: removed the events of {', '.join(result.asset_keys) or 'no asset'}"
                    + (f"; latest materialization restored ({restored})" if restored else "")))
     record_outcomes(signal_store, records)
