@@ -12,24 +12,19 @@ import time
 from pathlib import Path
 
 import pytest
+from chain_history import seed_chain_history
 from dagster import Definitions, asset, build_sensor_context, define_asset_job
 
 from shadow_dagster.dagster.critical import guard_assets
-from shadow_dagster.dagster.fingerprints import fingerprint_path
-from shadow_dagster.dagster.ingest import ingest
 from shadow_dagster.dagster.io_manager import PREFETCH_BYTES_META, PREFETCH_HIT_META, ShadowIOManager
 from shadow_dagster.dagster.prepare import PrepareConfig
 from shadow_dagster.dagster.rollback import read_outcomes
 from shadow_dagster.dagster.speculative_sensor import build_speculative_sensor, shadow_job
 from shadow_dagster.dagster.warmup import WarmableResource
-from shadow_dagster.fingerprint import Fingerprint
-from shadow_dagster.signals.cases import cases_from_signals
 from shadow_dagster.speculation.isolation import ShadowIsolationError
 from shadow_dagster.speculation.prefetch import PrefetchCache
-from shadow_dagster.store.signal_store import SignalStore
 from shadow_dagster.tags import CRITICAL_TAG, WORKFLOW_TAG
 
-HISTORY = "LLRLLLRLLLLR"      # the branch each past instance took: left 75%
 
 
 class DiskIndex(WarmableResource):
@@ -110,15 +105,7 @@ class World:
         return self.defs.resolve_job_def(job).execute_in_process(instance=instance, tags={WORKFLOW_TAG: key}, **kw)
 
     def seed(self, instance):
-        for i, branch in enumerate(HISTORY):
-            self.run(instance, "ingest", f"hist-{i}")
-            self.run(instance, "left" if branch == "L" else "right", f"hist-{i}")
-        store = SignalStore(self.url)
-        ingest(instance, store, resolution_ms=1)
-        cases = [c for c in cases_from_signals(store.signals()) if c.workflow == "ingest"]
-        fp = Fingerprint.fit(cases, window_days=None)
-        fingerprint_path("ingest").parent.mkdir(parents=True, exist_ok=True)
-        fp.save(fingerprint_path("ingest"))
+        store, _ = seed_chain_history(self.run, instance, self.url)
         (self.res_root / "calls.log").unlink(missing_ok=True)
         (self.res_root / "index.bin").unlink(missing_ok=True)
         return store

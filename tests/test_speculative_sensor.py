@@ -8,25 +8,22 @@ import threading
 import time
 
 import pytest
+from chain_history import seed_chain_history
 from dagster import AssetKey, Definitions, asset, build_sensor_context, define_asset_job
 
 from shadow_dagster.dagster.critical import guard_assets
 from shadow_dagster.dagster.fingerprints import fingerprint_path
-from shadow_dagster.dagster.ingest import ingest
 from shadow_dagster.dagster.io_manager import ShadowIOManager
 from shadow_dagster.dagster.reuse import shadow_reusable
 from shadow_dagster.dagster.rollback import read_outcomes
 from shadow_dagster.dagster.speculative_sensor import SHADOW_JOB_NAME, build_speculative_sensor, shadow_job
 from shadow_dagster.fingerprint import Fingerprint
-from shadow_dagster.signals.cases import cases_from_signals
 from shadow_dagster.speculation.outputs import DELETED, ShadowOutputStore
 from shadow_dagster.speculation.planner import prediction_id
-from shadow_dagster.store.signal_store import SignalStore
 from shadow_dagster.tags import (CRITICAL_TAG, PARENT_TAG, PREDICTION_TAG, PROBABILITY_TAG, REUSED_FROM,
                                  SHADOW_TAG, WORKFLOW_TAG)
 
 NONCRIT = {CRITICAL_TAG: "false"}
-HISTORY = "LLRLLLRLLLLR"      # the branch each past instance took: left 75%
 
 
 class World:
@@ -78,17 +75,8 @@ class World:
         return self.defs.resolve_job_def(job).execute_in_process(instance=instance, tags={WORKFLOW_TAG: key}, **kw)
 
     def seed(self, instance):
-        for i, branch in enumerate(HISTORY):
-            self.run(instance, "ingest", f"hist-{i}")
-            self.run(instance, "left" if branch == "L" else "right", f"hist-{i}")
-        store = SignalStore(self.url)
-        ingest(instance, store, resolution_ms=1)
-        cases = [c for c in cases_from_signals(store.signals()) if c.workflow == "ingest"]
-        assert len(cases) == len(HISTORY)
-        fp = Fingerprint.fit(cases, window_days=None)
+        store, _ = seed_chain_history(self.run, instance, self.url)
         self.calls.update(stats_a=0, stats_b=0)
-        fingerprint_path("ingest").parent.mkdir(parents=True, exist_ok=True)
-        fp.save(fingerprint_path("ingest"))
         return store, Fingerprint.load(fingerprint_path("ingest"))
 
     def start_live(self, instance, key):
