@@ -26,6 +26,7 @@ bench: install
 	$(BIN)/shadow-dagster bench fingerprint
 	$(BIN)/shadow-dagster bench speculation
 	$(BIN)/shadow-dagster bench tick-curve
+	$(BIN)/shadow-dagster bench load
 	$(BIN)/shadow-dagster bench reliability --trials 100
 
 clean:

@@ -221,6 +221,31 @@ def bench_tick_curve(ns, as_json) -> None:
     tick_curve(counts, json_out=as_json, echo=click.echo)
 
 
+@bench.command("load")
+@click.option("--live", default=100, show_default=True, type=click.IntRange(2, 1000),
+              help="live workflow instances in flight at once")
+@click.option("--batches", default=3, show_default=True, type=click.IntRange(2, 8),
+              help="off/on batches, symmetric: 2 = off on, 3 = off on off, 4 = off on on off")
+@click.option("--ack-s", default=None, type=float,
+              help="seconds the critical step waits for the external ack [45 at --live 100, scaled down below]")
+@click.option("--fetch-s", default=None, type=float,
+              help="seconds a non-critical step waits for its fetch [6 at --live 100]")
+@click.option("--spread-s", default=None, type=float, help="arrivals spread over this many seconds [30 at --live 100]")
+@click.option("--tick-s", default=None, type=float,
+              help="sensor interval [its minimum_interval_seconds at --live 100]")
+@click.option("--max-load-per-core", default="none", show_default=True,
+              help="the policy's load guard for the sensor, e.g. 1.5 ('none': off, the product default)")
+@click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
+@user_errors
+def bench_load(live, batches, ack_s, fetch_s, spread_s, tick_s, max_load_per_core, as_json) -> None:
+    """LIVE workflow instances at once, speculation off and on: slowdown, tick time, shadow runs."""
+    from shadow_dagster.bench.load import run
+
+    guard = None if max_load_per_core.strip().lower() == "none" else float(max_load_per_core)
+    run(as_json, live=live, batches=batches, ack_s=ack_s, fetch_s=fetch_s, spread_s=spread_s, tick_s=tick_s,
+        max_load_per_core=guard, echo=click.echo)
+
+
 @bench.command("fingerprint")
 @click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
 def bench_fingerprint(as_json) -> None:
