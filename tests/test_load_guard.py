@@ -67,3 +67,42 @@ def test_guard_lets_the_tick_plan_below_the_threshold_and_is_not_consulted_when_
 
     monkeypatch.setattr(spec, "host_load_per_core", boom)
     assert "host saturated" not in _sensor_tick(instance, tmp_path, PolicyConfig()).skip_message
+
+
+def test_tick_budget_wait_spreads_ticks_by_their_cost():
+    assert spec.tick_budget_wait({"tick": None}, 100.0, 0.25) == 0.0
+    assert spec.tick_budget_wait({"tick": [100.0, 2.0]}, 101.0, 0.25) == pytest.approx(7.0)   # 2 s / 0.25 from 100
+    assert spec.tick_budget_wait({"tick": [100.0, 2.0]}, 110.0, 0.25) == 0.0
+    assert spec.tick_budget_wait({"tick": [100.0, 2.0]}, 101.0, None) == 0.0
+
+
+@pytest.mark.parametrize("bad", [0, -0.1, 1.5, "0.2", True, math.nan])
+def test_tick_budget_share_is_validated(bad):
+    with pytest.raises(ValueError, match="max_tick_share"):
+        spec.build_speculative_sensor(job_name="x", max_tick_share=bad)
+
+
+def test_a_costly_last_tick_skips_evaluations_and_keeps_the_cursor(instance, tmp_path):
+    import json
+    import time
+
+    @asset(code_version="1", op_tags={CRITICAL_TAG: "false"})
+    def stats() -> int:
+        return 1
+
+    assets = guard_assets([stats])
+    defs = Definitions(assets=assets, jobs=[spec.shadow_job(assets)])
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    sensor = spec.build_speculative_sensor(signal_store_url=url, output_store_url=url,
+                                           shadow_dir=str(tmp_path / "shadow"), max_tick_share=0.25)
+    repo = defs.get_repository_def()
+    first = sensor.evaluate_tick(build_sensor_context(instance=instance, repository_def=repo))
+    started, took = json.loads(first.cursor)["tick"]
+    assert started <= time.time() and took >= 0
+    costly = json.dumps({**json.loads(first.cursor), "tick": [time.time(), 30.0]})   # a 30 s tick just now
+    data = sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=costly, repository_def=repo))
+    assert data.skip_message.startswith("tick budget: the last tick took 30.00s; next tick in 1")
+    assert data.cursor in (None, costly)                     # nothing changed
+    old = json.dumps({**json.loads(first.cursor), "tick": [time.time() - 200, 30.0]})
+    assert not sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=old, repository_def=repo)
+                                    ).skip_message.startswith("tick budget")

@@ -180,13 +180,26 @@ class _FingerprintCache:
 
 
 def _cursor(raw: str | None) -> dict:
+    empty = {"launched": {}, "predicted": {}, "tick": None}
     if not raw:
-        return {"launched": {}, "predicted": {}}
+        return empty
     try:
         doc = json.loads(raw)
-        return {"launched": dict(doc.get("launched", {})), "predicted": dict(doc.get("predicted", {}))}
-    except (ValueError, AttributeError):
-        return {"launched": {}, "predicted": {}}
+        tick = doc.get("tick")
+        tick = [float(tick[0]), float(tick[1])] if isinstance(tick, list) and len(tick) == 2 else None
+        return {"launched": dict(doc.get("launched", {})), "predicted": dict(doc.get("predicted", {})),
+                "tick": tick}
+    except (ValueError, AttributeError, TypeError):
+        return empty
+
+
+def tick_budget_wait(cursor: dict, now: float, max_tick_share: float | None) -> float:
+    """Seconds until the sensor may tick again so that its ticks take at most `max_tick_share` of
+    the wall clock (0 when it may tick now): a tick that took d seconds waits d / share from its start."""
+    if max_tick_share is None or not cursor.get("tick"):
+        return 0.0
+    started, took = cursor["tick"]
+    return max(0.0, started + took / max_tick_share - now)
 
 
 def _candidates(fp: Fingerprint, view: GroupView, attrs: dict, now: float, horizon: int,
@@ -266,6 +279,7 @@ def build_speculative_sensor(
     warmup: bool = True,
     warmup_budget_s: float = 30.0,
     purge: str = "all",
+    max_tick_share: float | None = 0.25,
 ):
     """The speculative sensor (default RUNNING). `job` (or `job_name`) is the shadow asset job.
 
@@ -280,6 +294,9 @@ def build_speculative_sensor(
     ShadowIOManager's prefetch cache (at most `prefetch_budget_bytes` / `prefetch_budget_s` per
     tick); `warmup` calls `warm_up()` of the WarmableResources the steps require (new warm-ups stop
     after `warmup_budget_s` per tick).
+    `max_tick_share`: ticks take at most this share of the wall clock (a tick that took d seconds
+    skips evaluations for d / share seconds from its start), so that with many live runs on a busy
+    host the sensor does not take their CPU; None ticks at every evaluation.
     `purge` ("all", "misses", "off"): which settled, finished shadow runs are purged from Dagster
     (events, asset index entries, run record) so the asset catalog only reflects live runs
     (`shadow_dagster.dagster.purge`); their outcome rows stay.
@@ -292,6 +309,9 @@ def build_speculative_sensor(
             raise ValueError(f"{label} must be a number of seconds >= 0, got {value!r}")
     if purge not in PURGE_MODES:
         raise ValueError(f"purge must be one of {PURGE_MODES}, got {purge!r}")
+    if max_tick_share is not None and (isinstance(max_tick_share, bool) or not isinstance(max_tick_share, (int, float))
+                                       or not 0 < max_tick_share <= 1):
+        raise ValueError(f"max_tick_share must be a number in (0, 1] or None, got {max_tick_share!r}")
     if job is not None:
         job_name = job.name
     preparer = Preparer(PrepareConfig(prefetch=prefetch, prefetch_budget_bytes=prefetch_budget_bytes,
@@ -318,8 +338,13 @@ def build_speculative_sensor(
     def _speculative_sensor(context: SensorEvaluationContext):
         now = time.time()
         instance = context.instance
-        signals, outputs = get_stores()
         cursor = _cursor(context.cursor)
+        wait = tick_budget_wait(cursor, now, max_tick_share)
+        if wait > 0:   # the cursor stays as it is
+            yield SkipReason(f"tick budget: the last tick took {cursor['tick'][1]:.2f}s; next tick in {wait:.1f}s "
+                             f"(max_tick_share {max_tick_share})")
+            return
+        signals, outputs = get_stores()
         for section in ("launched", "predicted"):
             cursor[section] = {k: v for k, v in cursor[section].items() if now - v <= ttl_s}
         views: dict[str, GroupView] = {}
@@ -343,6 +368,7 @@ def build_speculative_sensor(
 
         load = host_load_per_core() if policy.max_load_per_core is not None else None
         if policy.host_saturated(load):   # shadow work would take CPU from live runs: none this tick
+            cursor["tick"] = [now, time.time() - now]
             context.update_cursor(json.dumps(cursor, sort_keys=True))
             yield SkipReason(f"host saturated: load {load:.2f} per core > max_load_per_core "
                              f"{policy.max_load_per_core}; resolved {len(resolved)} predictions")
@@ -429,6 +455,7 @@ def build_speculative_sensor(
                                                  workflow_key=key, activity=work.activity,
                                                  probability=work.probability))
         record_outcomes(signals, records + prepared)
+        cursor["tick"] = [now, time.time() - now]
         context.update_cursor(json.dumps(cursor, sort_keys=True))
         if not requests:
             summary = f"no shadow work; resolved {len(resolved)} predictions"
