@@ -135,7 +135,8 @@ def load_shadow_job():
 
 
 def make_load_sensor(chain_gap_s: float, max_load_per_core: float | None = None):
-    """The speculative sensor with its defaults (policy caps included) plus the load guard, stores
+    """The speculative sensor with its defaults (policy caps included) plus the load guard and the
+    tick budget (`max_tick_share` 0.25), stores
     under the bench directory; `chain_gap_s` is short because this workload starts its next job at once."""
     from shadow_dagster.dagster.speculative_sensor import build_speculative_sensor
     from shadow_dagster.speculation.policy import PolicyConfig
@@ -143,7 +144,8 @@ def make_load_sensor(chain_gap_s: float, max_load_per_core: float | None = None)
     root = Path(os.environ[ENV_DIR])
     url = f"sqlite:///{root / 'store.db'}"
     return build_speculative_sensor(signal_store_url=url, shadow_dir=str(root / "shadow"), output_store_url=url,
-                                    chain_gap_s=chain_gap_s, policy=PolicyConfig(max_load_per_core=max_load_per_core))
+                                    chain_gap_s=chain_gap_s, policy=PolicyConfig(max_load_per_core=max_load_per_core),
+                                    max_tick_share=0.25)   # many live runs on one host: the tick budget
 
 
 @contextlib.contextmanager

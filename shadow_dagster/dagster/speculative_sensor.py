@@ -279,7 +279,7 @@ def build_speculative_sensor(
     warmup: bool = True,
     warmup_budget_s: float = 30.0,
     purge: str = "all",
-    max_tick_share: float | None = 0.25,
+    max_tick_share: float | None = None,
 ):
     """The speculative sensor (default RUNNING). `job` (or `job_name`) is the shadow asset job.
 
@@ -294,9 +294,9 @@ def build_speculative_sensor(
     ShadowIOManager's prefetch cache (at most `prefetch_budget_bytes` / `prefetch_budget_s` per
     tick); `warmup` calls `warm_up()` of the WarmableResources the steps require (new warm-ups stop
     after `warmup_budget_s` per tick).
-    `max_tick_share`: ticks take at most this share of the wall clock (a tick that took d seconds
-    skips evaluations for d / share seconds from its start), so that with many live runs on a busy
-    host the sensor does not take their CPU; None ticks at every evaluation.
+    `max_tick_share` (off by default; 0.25 suits hosts with many live runs): ticks take at most this
+    share of the wall clock (a tick that took d seconds skips evaluations for d / share seconds from
+    its start), so that the sensor does not take the live runs' CPU; None ticks at every evaluation.
     `purge` ("all", "misses", "off"): which settled, finished shadow runs are purged from Dagster
     (events, asset index entries, run record) so the asset catalog only reflects live runs
     (`shadow_dagster.dagster.purge`); their outcome rows stay.
