@@ -134,6 +134,11 @@ def seed(home: Path, today: dt.date | None = None) -> Seeded:
         assert reused and set(reused.values()) <= set(shadow_ids), (reused, shadow_ids)
         # "the" shadow run of the screenshots: the one whose output the live run reused
         shadow_run = instance.get_run_by_id(sorted(reused.items())[0][1])
+        assert shadow_run is not None, "a shadow run whose output was reused is a hit, kept by purge='misses'"
+        from shadow_dagster.dagster.rollback import read_outcomes
+
+        stages = {o.stage for o in read_outcomes(SignalStore(default_url())) if o.shadow_run_id == shadow_run.run_id}
+        assert "hit" in stages and "miss" not in stages, stages
         tags = dict(shadow_run.tags)
         assert tags[SHADOW_TAG] == "true" and tags[PARENT_TAG] and tags[PREDICTION_TAG]
     return Seeded(home=home, workflow=workflow, instances=int(row["instances"]), predictor=str(row["predictor"]),

@@ -260,6 +260,11 @@ class Resolution:
     seconds_wasted: float = 0.0
 
 
+def _produced(run, targets: list[str]) -> list[str]:
+    """Assets the shadow run was launched for besides its activity's own `targets`."""
+    return sorted({k.to_user_string() for k in (run.asset_selection or ())} - set(targets))
+
+
 def _reuse_of(instance: DagsterInstance, run, targets: list[str]) -> tuple[bool, float]:
     """(every target was reused from this shadow run by a live run, seconds saved)."""
     saved, hits = 0.0, 0
@@ -310,6 +315,9 @@ def _verdict(instance, run, view: GroupView, now: float, ttl_s: float, chain_gap
     hit, _ = _reuse_of(instance, run, targets)
     if hit:
         return "hit", "live run reused the shadow output"
+    used = [k for k in _produced(run, targets) if _reuse_of(instance, run, [k])[0]]
+    if used:   # the run also made a downstream step's output, and the live run took that one
+        return "hit", f"live run reused {', '.join(used)} from this shadow run (not all of {activity})"
     if run.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
         return "miss", f"shadow run {run.status.value.lower()}"
     status = view.step_status(activity)
@@ -411,7 +419,8 @@ def resolve_shadow_runs(
             outcome, reason = verdict
             res = Resolution(pid, run.run_id, outcome, reason)
             if outcome == "hit":
-                res.seconds_saved = _reuse_of(instance, run, json.loads(run.tags.get(TARGETS_TAG, "[]")))[1]
+                targets = json.loads(run.tags.get(TARGETS_TAG, "[]"))
+                res.seconds_saved = _reuse_of(instance, run, targets + _produced(run, targets))[1]
             else:
                 res.cancelled = cancel_shadow_run(instance, run)
                 res.seconds_wasted = _wasted(instance, run, now)
