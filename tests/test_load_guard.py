@@ -106,3 +106,27 @@ def test_a_costly_last_tick_skips_evaluations_and_keeps_the_cursor(instance, tmp
     old = json.dumps({**json.loads(first.cursor), "tick": [time.time() - 200, 30.0]})
     assert not sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=old, repository_def=repo)
                                     ).skip_message.startswith("tick budget")
+
+
+def test_the_sensor_plans_with_the_launch_latency_it_observes(instance, tmp_path):
+    """A shadow run that started 50 s after its prediction teaches the sensor a 50 s launch latency."""
+    import json
+    import time
+
+    from shadow_dagster.dagster.rollback import PREDICTED_AT_TAG
+    from shadow_dagster.tags import PREDICTION_TAG, SHADOW_TAG
+
+    @asset(code_version="1", op_tags={CRITICAL_TAG: "false"})
+    def stats() -> int:
+        return 1
+
+    assets = guard_assets([stats])
+    sjob = spec.shadow_job(assets)
+    defs = Definitions(assets=assets, jobs=[sjob])
+    defs.resolve_job_def(sjob.name).execute_in_process(instance=instance, tags={
+        SHADOW_TAG: "true", PREDICTION_TAG: "p-late", PREDICTED_AT_TAG: f"{time.time() - 50:.3f}"})
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    sensor = spec.build_speculative_sensor(signal_store_url=url, output_store_url=url,
+                                           shadow_dir=str(tmp_path / "shadow"), launch_overhead_s=1.0)
+    data = sensor.evaluate_tick(build_sensor_context(instance=instance, repository_def=defs.get_repository_def()))
+    assert json.loads(data.cursor)["launch_s"] == pytest.approx(50, abs=5)

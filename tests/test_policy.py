@@ -94,3 +94,14 @@ def test_bad_inputs_are_refused():
         Outcome(True, -0.1)
     with pytest.raises(TypeError):
         PolicyState.from_outcomes([(True, 0.5)])
+
+
+def test_launch_estimate_learns_the_observed_latency():
+    from shadow_dagster.speculation.policy import update_launch_estimate
+
+    assert update_launch_estimate(None, []) is None
+    assert update_launch_estimate(2.0, []) == 2.0
+    assert update_launch_estimate(None, [3.0, 1.0, 2.0]) == 2.0              # the median of new samples
+    assert update_launch_estimate(None, [1.0, 3.0]) == 2.0
+    assert update_launch_estimate(2.0, [4.0]) == pytest.approx(3.0)          # blended with the prior
+    assert update_launch_estimate(2.0, [-5.0, float("nan"), float("inf")]) == 2.0   # skew and junk ignored

@@ -64,7 +64,7 @@ from shadow_dagster.fingerprint import Fingerprint
 from shadow_dagster.signals.cases import case_attrs
 from shadow_dagster.speculation.outputs import ShadowOutputStore
 from shadow_dagster.speculation.planner import Candidate, StepInfo, expand, plan, prediction_id
-from shadow_dagster.speculation.policy import PolicyConfig, PolicyState
+from shadow_dagster.speculation.policy import PolicyConfig, PolicyState, update_launch_estimate
 from shadow_dagster.store.engine import default_url
 from shadow_dagster.store.signal_store import SignalStore
 from shadow_dagster.tags import (
@@ -180,17 +180,35 @@ class _FingerprintCache:
 
 
 def _cursor(raw: str | None) -> dict:
-    empty = {"launched": {}, "predicted": {}, "tick": None}
+    empty = {"launched": {}, "predicted": {}, "tick": None, "launch_s": None}
     if not raw:
         return empty
     try:
         doc = json.loads(raw)
         tick = doc.get("tick")
         tick = [float(tick[0]), float(tick[1])] if isinstance(tick, list) and len(tick) == 2 else None
+        launch = doc.get("launch_s")
         return {"launched": dict(doc.get("launched", {})), "predicted": dict(doc.get("predicted", {})),
-                "tick": tick}
+                "tick": tick, "launch_s": float(launch) if isinstance(launch, (int, float)) else None}
     except (ValueError, AttributeError, TypeError):
         return empty
+
+
+def _launch_samples(instance, shadow_runs) -> list[float]:
+    """Seconds from prediction to start of the shadow runs that have started (the launcher's real latency)."""
+    started = [r for r in shadow_runs if r.status not in (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED,
+                                                          DagsterRunStatus.STARTING)]
+    if not started:
+        return []
+    out = []
+    for rec in instance.get_run_records(filters=RunsFilter(run_ids=[r.run_id for r in started])):
+        try:
+            predicted = float(rec.dagster_run.tags.get(PREDICTED_AT_TAG, ""))
+        except ValueError:
+            continue
+        if rec.start_time:
+            out.append(rec.start_time - predicted)
+    return out
 
 
 def tick_budget_wait(cursor: dict, now: float, max_tick_share: float | None) -> float:
@@ -377,6 +395,8 @@ def build_speculative_sensor(
         shadow_runs = recent_shadow_runs(instance, now - 2 * ttl_s)
         existing = {r.tags.get(PREDICTION_TAG) for r in shadow_runs}
         existing |= {r.prediction_id for r in recent if r.stage in RESOLVED}   # settled runs may be purged
+        cursor["launch_s"] = update_launch_estimate(cursor["launch_s"], _launch_samples(instance, shadow_runs))
+        overhead = max(launch_overhead_s, cursor["launch_s"] or 0.0)   # what launching really costs here
         in_flight: dict[str, int] = {}
         for r in shadow_runs:
             if r.status in IN_FLIGHT:
@@ -410,7 +430,7 @@ def build_speculative_sensor(
                           policy=state, prefix_length=len(view.prefix),
                           in_flight_total=total, in_flight_workflow=in_flight.get(key, 0),
                           already_launched=existing | set(cursor["launched"]),
-                          partition_key=partition, launch_overhead_s=launch_overhead_s)
+                          partition_key=partition, launch_overhead_s=overhead)
             if preparer.active:
                 recs, prep_notes = preparer.prepare(
                     prep, budget, instance=instance, log=context.log, workflow_key=key, view=view,

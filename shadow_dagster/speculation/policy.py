@@ -174,3 +174,14 @@ def expected_saving(duration_s: float, eta_s: float | None, launch_overhead_s: f
         return d
     slack = _positive("eta_s", eta_s, allow_zero=True) - overhead
     return d * min(1.0, max(0.0, slack / d))
+
+
+def update_launch_estimate(prior: float | None, samples: Sequence[float], weight: float = 0.5) -> float | None:
+    """The launch latency to plan with: the median of the new `samples` (seconds from a prediction to
+    its shadow run starting), blended with the `prior` estimate (an EWMA of `weight`); None until
+    something was observed. Negative or non-finite samples (clock skew) are ignored."""
+    good = sorted(x for x in samples if isinstance(x, (int, float)) and math.isfinite(x) and x >= 0)
+    if not good:
+        return prior
+    mid = good[len(good) // 2] if len(good) % 2 else (good[len(good) // 2 - 1] + good[len(good) // 2]) / 2
+    return mid if prior is None else weight * mid + (1 - weight) * prior
