@@ -36,13 +36,18 @@ def test_host_load_per_core_is_a_non_negative_number_or_none():
     assert load is None or (isinstance(load, float) and load >= 0)
 
 
-def _sensor_tick(instance, tmp_path, policy):
+def _defs() -> Definitions:
+    """One non-critical asset and the shadow job over it."""
     @asset(code_version="1", op_tags={CRITICAL_TAG: "false"})
     def stats() -> int:
         return 1
 
     assets = guard_assets([stats])
-    defs = Definitions(assets=assets, jobs=[spec.shadow_job(assets)])
+    return Definitions(assets=assets, jobs=[spec.shadow_job(assets)])
+
+
+def _sensor_tick(instance, tmp_path, policy):
+    defs = _defs()
     url = f"sqlite:///{tmp_path / 'store.db'}"
     sensor = spec.build_speculative_sensor(policy=policy, signal_store_url=url, output_store_url=url,
                                            shadow_dir=str(tmp_path / "shadow"))
@@ -86,12 +91,7 @@ def test_a_costly_last_tick_skips_evaluations_and_keeps_the_cursor(instance, tmp
     import json
     import time
 
-    @asset(code_version="1", op_tags={CRITICAL_TAG: "false"})
-    def stats() -> int:
-        return 1
-
-    assets = guard_assets([stats])
-    defs = Definitions(assets=assets, jobs=[spec.shadow_job(assets)])
+    defs = _defs()
     url = f"sqlite:///{tmp_path / 'store.db'}"
     sensor = spec.build_speculative_sensor(signal_store_url=url, output_store_url=url,
                                            shadow_dir=str(tmp_path / "shadow"), max_tick_share=0.25)
@@ -116,13 +116,8 @@ def test_the_sensor_plans_with_the_launch_latency_it_observes(instance, tmp_path
     from shadow_dagster.dagster.rollback import PREDICTED_AT_TAG
     from shadow_dagster.tags import PREDICTION_TAG, SHADOW_TAG
 
-    @asset(code_version="1", op_tags={CRITICAL_TAG: "false"})
-    def stats() -> int:
-        return 1
-
-    assets = guard_assets([stats])
-    sjob = spec.shadow_job(assets)
-    defs = Definitions(assets=assets, jobs=[sjob])
+    defs = _defs()
+    sjob = defs.resolve_job_def(spec.SHADOW_JOB_NAME)
     defs.resolve_job_def(sjob.name).execute_in_process(instance=instance, tags={
         SHADOW_TAG: "true", PREDICTION_TAG: "p-late", PREDICTED_AT_TAG: f"{time.time() - 50:.3f}"})
     url = f"sqlite:///{tmp_path / 'store.db'}"

@@ -53,7 +53,6 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -148,19 +147,13 @@ def make_load_sensor(chain_gap_s: float, max_load_per_core: float | None = None)
                                     max_tick_share=0.25)   # many live runs on one host: the tick budget
 
 
-@contextlib.contextmanager
 def _load_home(work_s: float, fetch_s: float):
-    """A temporary DAGSTER_HOME for many in-process runs per process (see the module docstring).
+    """A temporary DAGSTER_HOME for many in-process runs per process (see the module docstring): its
+    own dagster.yaml with consolidated event storage (the speculative sensor needs step events), no
+    compute-log capture, no instance settings."""
+    from shadow_dagster.bench.home import bench_home
 
-    Copied from `speculation._bench_home`, with its own dagster.yaml: consolidated event storage
-    (the speculative sensor needs step events), no compute-log capture, no instance settings."""
-    from dagster import DagsterInstance
-
-    keys = ("DAGSTER_HOME", ENV_DIR, ENV_ITERS, ENV_FETCH, "DAGSTER_DISABLE_TELEMETRY")
-    old_env = {k: os.environ.get(k) for k in keys}
-    with tempfile.TemporaryDirectory() as tmp:
-        root, home = Path(tmp), Path(tmp) / "home"
-        home.mkdir()
+    def write_yaml(home: Path) -> None:
         (home / "dagster.yaml").write_text(
             "event_log_storage:\n"
             "  module: dagster.core.storage.event_log\n"
@@ -169,21 +162,11 @@ def _load_home(work_s: float, fetch_s: float):
             "compute_logs:\n"
             "  module: dagster.core.storage.noop_compute_log_manager\n"
             "  class: NoOpComputeLogManager\n")
-        iters = calibrate(work_s)
-        os.environ.update({"DAGSTER_HOME": str(home), ENV_DIR: str(root), ENV_ITERS: str(iters),
-                           ENV_FETCH: repr(float(fetch_s)), "DAGSTER_DISABLE_TELEMETRY": "1"})
-        load_defs.cache_clear()
-        try:
-            instance = DagsterInstance.get()
-            yield root, instance
-            instance.dispose()
-        finally:
-            for k, v in old_env.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-            load_defs.cache_clear()
+
+    iters = calibrate(work_s)
+    return bench_home(write_yaml, lambda root: {ENV_DIR: str(root), ENV_ITERS: str(iters),
+                                                ENV_FETCH: repr(float(fetch_s)), "DAGSTER_DISABLE_TELEMETRY": "1"},
+                      caches=[load_defs])
 
 
 # ------------------------------------------------------------------------------ live instances

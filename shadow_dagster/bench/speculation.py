@@ -36,11 +36,9 @@ from __future__ import annotations
 from shadow_dagster.dagster.instance_config import write_instance_yaml
 import functools
 import hashlib
-import contextlib
 import json
 import os
 import statistics
-import tempfile
 import threading
 import time
 import uuid
@@ -452,30 +450,13 @@ def _tick_live(instance, sensor, repo, n: int, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
-@contextlib.contextmanager
 def _bench_home(work_s: float):
     """A temporary DAGSTER_HOME (consolidated event storage) with the benchmark's environment set."""
-    from dagster import DagsterInstance
+    from shadow_dagster.bench.home import bench_home
 
-    old_env = {k: os.environ.get(k) for k in ("DAGSTER_HOME", ENV_DIR, ENV_ITERS)}
-    with tempfile.TemporaryDirectory() as tmp:
-        root, home = Path(tmp), Path(tmp) / "home"
-        home.mkdir()
-        write_instance_yaml(home, RUN_COORDINATOR)   # submitted runs launch at once, no queue
-        iters = calibrate(work_s)
-        os.environ.update({"DAGSTER_HOME": str(home), ENV_DIR: str(root), ENV_ITERS: str(iters)})
-        bench_defs.cache_clear()
-        try:
-            instance = DagsterInstance.get()
-            yield root, instance
-            instance.dispose()
-        finally:
-            for k, v in old_env.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-            bench_defs.cache_clear()
+    iters = calibrate(work_s)
+    return bench_home(lambda home: write_instance_yaml(home, RUN_COORDINATOR),   # submitted runs launch at once
+                      lambda root: {ENV_DIR: str(root), ENV_ITERS: str(iters)}, caches=[bench_defs])
 
 
 def tick_curve(ns=(10, 100, 1000), *, history: int = 12, work_s: float = 0.05, seed: int = 7,
