@@ -265,9 +265,9 @@ def _produced(run, targets: list[str]) -> list[str]:
     return sorted({k.to_user_string() for k in (run.asset_selection or ())} - set(targets))
 
 
-def _reuse_of(instance: DagsterInstance, run, targets: list[str]) -> tuple[bool, float]:
-    """(every target was reused from this shadow run by a live run, seconds saved)."""
-    saved, hits = 0.0, 0
+def _reuse_of(instance: DagsterInstance, run, targets: list[str]) -> tuple[set[str], float]:
+    """(the assets among `targets` a live run reused from this shadow run, seconds saved by them)."""
+    saved, reused = 0.0, set()
     partition = run.tags.get(PARTITION_TAG)
     for key in targets:
         flt = AssetRecordsFilter(asset_key=AssetKey.from_user_string(key),
@@ -276,11 +276,11 @@ def _reuse_of(instance: DagsterInstance, run, targets: list[str]) -> tuple[bool,
             meta = rec.asset_materialization.metadata if rec.asset_materialization else {}
             src = meta.get(REUSED_FROM)
             if src is not None and getattr(src, "run_id", getattr(src, "value", None)) == run.run_id:
-                hits += 1
+                reused.add(key)
                 value = meta.get(SECONDS_SAVED)
                 saved += float(getattr(value, "value", value) or 0.0)
                 break
-    return bool(targets) and hits == len(targets), saved
+    return reused, saved
 
 
 def _late(run, view: GroupView, activity: str, targets: list[str], outputs: ShadowOutputStore | None,
@@ -308,38 +308,39 @@ def _late(run, view: GroupView, activity: str, targets: list[str], outputs: Shad
 
 def _verdict(instance, run, view: GroupView, now: float, ttl_s: float, chain_gap_s: float,
              divergence_slack: int, outputs: ShadowOutputStore | None = None,
-             late_grace_s: float = 1.0) -> tuple[str, str] | None:
+             late_grace_s: float = 1.0) -> tuple[str, str, float] | None:
+    """(outcome, reason, seconds saved) once the prediction is settled, else None."""
     tags = run.tags
     activity = tags.get(ACTIVITY_TAG, "")
     targets = json.loads(tags.get(TARGETS_TAG, "[]"))
-    hit, _ = _reuse_of(instance, run, targets)
-    if hit:
-        return "hit", "live run reused the shadow output"
-    used = [k for k in _produced(run, targets) if _reuse_of(instance, run, [k])[0]]
+    reused, saved = _reuse_of(instance, run, targets + _produced(run, targets))
+    if targets and set(targets) <= reused:
+        return "hit", "live run reused the shadow output", saved
+    used = sorted(reused - set(targets))
     if used:   # the run also made a downstream step's output, and the live run took that one
-        return "hit", f"live run reused {', '.join(used)} from this shadow run (not all of {activity})"
+        return "hit", f"live run reused {', '.join(used)} from this shadow run (not all of {activity})", saved
     if run.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
-        return "miss", f"shadow run {run.status.value.lower()}"
+        return "miss", f"shadow run {run.status.value.lower()}", 0.0
     status = view.step_status(activity)
     if status in ("SUCCESS", "FAILURE", "SKIPPED"):
-        return "miss", f"live run executed {activity} itself ({status.lower()}) without reuse"
+        return "miss", f"live run executed {activity} itself ({status.lower()}) without reuse", 0.0
     if status == "IN_PROGRESS":
         late = _late(run, view, activity, targets, outputs, now, late_grace_s)
         if late:
-            return "miss", late
+            return "miss", late, 0.0
     if status is None:
         if view.failed:
-            return "miss", view.failed
+            return "miss", view.failed, 0.0
         start = int(tags.get(PREFIX_LEN_TAG, "0"))
         position = int(tags.get(POSITION_TAG, "0"))
         if len(view.prefix) > position + divergence_slack:
-            return "miss", f"live instance took another branch ({', '.join(view.prefix[start:][:4])})"
+            return "miss", f"live instance took another branch ({', '.join(view.prefix[start:][:4])})", 0.0
         ended = view.ended_at
         if ended is not None and now - ended > chain_gap_s:
-            return "miss", f"live instance ended without {activity}"
+            return "miss", f"live instance ended without {activity}", 0.0
     predicted_at = float(tags.get(PREDICTED_AT_TAG, "0") or 0)
     if status != "IN_PROGRESS" and now - predicted_at > ttl_s:
-        return "miss", f"prediction expired after {ttl_s:.0f}s"
+        return "miss", f"prediction expired after {ttl_s:.0f}s", 0.0
     return None
 
 
@@ -416,11 +417,10 @@ def resolve_shadow_runs(
                                output_store)
             if verdict is None:
                 continue
-            outcome, reason = verdict
+            outcome, reason, saved = verdict
             res = Resolution(pid, run.run_id, outcome, reason)
             if outcome == "hit":
-                targets = json.loads(run.tags.get(TARGETS_TAG, "[]"))
-                res.seconds_saved = _reuse_of(instance, run, targets + _produced(run, targets))[1]
+                res.seconds_saved = saved
             else:
                 res.cancelled = cancel_shadow_run(instance, run)
                 res.seconds_wasted = _wasted(instance, run, now)
