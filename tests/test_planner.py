@@ -86,6 +86,22 @@ def test_policy_and_caps_choose_best_value_first():
     assert p.work == [] and "policy" in p.skipped["etl/clean"]
 
 
+def test_a_shadow_run_that_would_finish_late_is_not_launched():
+    # clean takes 4 s; launching costs 1 s: with 4.5 s to go it would land after the live run
+    # started the step (the live run never waits), so a near-certain guess still saves nothing
+    late = run_plan([Candidate("etl/clean", 0.99, 4.5)], launch_overhead_s=1.0)
+    assert late.work == [] and "saving=0.00s" in late.skipped["etl/clean"]
+    # with the deadline margin (25 % of 4 s) to spare it is launched, saving the whole step
+    fits = run_plan([Candidate("etl/clean", 0.99, 6.0)], launch_overhead_s=1.0).work
+    assert [w.expected_saving_s for w in fits] == [4.0]
+    # a producer added to the run must finish first: features (3 s) needs clean (4 s) before it
+    assert run_plan([Candidate("etl/features", 0.99, 7.0)]).work == []
+    assert run_plan([Candidate("etl/features", 0.99, 7.75)]).work[0].activities == ("etl/features", "etl/clean")
+    # the margin is the policy's: with none, just fitting is enough
+    exact = PolicyState(PolicyConfig(min_probability=0.0, max_concurrent=10, max_per_workflow=10, deadline_margin=0))
+    assert run_plan([Candidate("etl/clean", 0.99, 5.1)], launch_overhead_s=1.0, policy=exact).work
+
+
 def test_position_follows_depth():
     w = run_plan([Candidate("etl/clean", 0.9, 100, depth=2)], prefix_length=3).work[0]
     assert w.position == 4

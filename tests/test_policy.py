@@ -69,10 +69,24 @@ def test_calibration_is_bounded():
 def test_expected_saving_needs_time_to_finish():
     assert expected_saving(10, None) == 10
     assert expected_saving(10, 30) == 10
-    assert expected_saving(10, 5) == pytest.approx(5)
-    assert expected_saving(10, 12, launch_overhead_s=2) == 10
+    # a shadow run that would finish after the live run reaches the step saves nothing
+    assert expected_saving(10, 5) == 0
+    assert expected_saving(10, 10) == 0
+    assert expected_saving(10, 12, launch_overhead_s=2) == 0
     assert expected_saving(10, 1, launch_overhead_s=2) == 0
+    # with the margin covered, the whole step is saved; in between, linearly
+    assert expected_saving(10, 14.5, launch_overhead_s=2) == 10
+    assert expected_saving(10, 12.5) == 10
+    assert expected_saving(10, 11.25) == pytest.approx(5)
+    assert expected_saving(10, 10.5, margin=0) == 10
     assert expected_saving(0, 0) == 0
+    with pytest.raises(ValueError, match="margin"):
+        expected_saving(10, 20, margin=-1)
+
+
+def test_policy_rejects_a_bad_deadline_margin():
+    with pytest.raises(ValueError, match="deadline_margin"):
+        PolicyConfig(deadline_margin=float("nan"))
 
 
 @pytest.mark.parametrize("kwargs", [dict(ratio=0), dict(ratio=-1), dict(max_concurrent=-1),

@@ -223,7 +223,7 @@ def plan(
         cost = float(sum(durations))
         # the producers must finish first: the step itself is saved only if all of it finishes in time
         saving = expected_saving(durations[0], None if cand.eta_s is None else max(
-            0.0, cand.eta_s - sum(durations[1:])), launch_overhead_s)
+            0.0, cand.eta_s - sum(durations[1:])), launch_overhead_s, policy.config.deadline_margin)
         if not policy.worth_it(cand.probability, saving, cost):
             out.skipped[act] = (f"policy: p={cand.probability:.3f} saving={saving:.2f}s cost={cost:.2f}s "
                                 f"below threshold {policy.threshold(saving, cost):.3f}")

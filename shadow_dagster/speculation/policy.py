@@ -57,6 +57,7 @@ class PolicyConfig:
     min_calibration: float = 0.25
     max_calibration: float = 2.0
     max_load_per_core: float | None = None  # load guard: no launch while load / cores exceeds this
+    deadline_margin: float = 0.25  # a shadow run must fit its step's ETA with this share of its duration to spare
 
     def __post_init__(self):
         _positive("ratio", self.ratio)
@@ -72,6 +73,7 @@ class PolicyConfig:
             raise ValueError("calibration bounds must satisfy 0 < min_calibration <= 1 <= max_calibration")
         if self.max_load_per_core is not None:
             _positive("max_load_per_core", self.max_load_per_core)
+        _positive("deadline_margin", self.deadline_margin, allow_zero=True)
 
     def host_saturated(self, load_per_core: float | None) -> bool:
         """True when the load guard is on and the host's load per core is above it. An unknown load
@@ -160,20 +162,28 @@ class PolicyState:
                           self.config.max_per_workflow - in_flight_workflow))
 
 
-def expected_saving(duration_s: float, eta_s: float | None, launch_overhead_s: float = 0.0) -> float:
+def expected_saving(duration_s: float, eta_s: float | None, launch_overhead_s: float = 0.0,
+                    margin: float = 0.25) -> float:
     """Live seconds saved if the guess is right.
 
-    Reuse only happens when the shadow output is complete before the live run reaches the step (the
-    live run never waits), so the saving is `duration` when `eta >= overhead + duration`, 0 when
-    `eta <= overhead`, and linear in between (ETAs are estimates, not deadlines). An unknown ETA
-    counts as enough time.
+    The live run never waits for a shadow output: it reuses one only if it is complete when the live
+    run reaches the step, so a shadow run that finishes late saves nothing (and its compute is
+    wasted). With slack = `eta - overhead`, the saving is `duration` when the slack covers
+    `duration x (1 + margin)`, 0 when it is at most `duration`, and linear in between: ETAs and
+    durations are estimates, and `margin` is the room they are given. An unknown ETA counts as
+    enough time.
     """
     d = _positive("duration_s", duration_s, allow_zero=True)
     overhead = _positive("launch_overhead_s", launch_overhead_s, allow_zero=True)
+    m = _positive("margin", margin, allow_zero=True)
     if eta_s is None or d == 0:
         return d
     slack = _positive("eta_s", eta_s, allow_zero=True) - overhead
-    return d * min(1.0, max(0.0, slack / d))
+    if slack >= d * (1 + m):
+        return d
+    if slack <= d:
+        return 0.0
+    return d * (slack - d) / (d * m)
 
 
 def update_launch_estimate(prior: float | None, samples: Sequence[float], weight: float = 0.5) -> float | None:
