@@ -192,16 +192,18 @@ def bench_ingest(events, real_events, as_json) -> None:
 @bench.command("speculation")
 @click.option("--instances", default=6, show_default=True, type=click.IntRange(2, 100))
 @click.option("--history", default=12, show_default=True, type=click.IntRange(2, 500))
-@click.option("--work-s", default=4.0, show_default=True, type=click.FloatRange(min=0.1),
-              help="seconds of real compute of a branch step (the critical step does twice as much)")
+@click.option("--work-s", default=8.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="seconds of work of a branch step (publish: 1.5 x, quality: 1.25 x)")
+@click.option("--compute", default="wait", show_default=True, type=click.Choice(["wait", "cpu"]),
+              help="what a step's work is: a wait on a modelled external system, or a sha256 loop")
 @click.option("--tick-s", default=0.5, show_default=True, type=click.FloatRange(min=0.05),
               help="seconds between speculative-sensor ticks")
 @click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
-def bench_speculation(instances, history, work_s, tick_s, as_json) -> None:
+def bench_speculation(instances, history, work_s, compute, tick_s, as_json) -> None:
     """The same workload with speculation off, on and with an oracle; adversarial workload; tick time."""
     from shadow_dagster.bench.speculation import run
 
-    run(as_json, instances=instances, history=history, work_s=work_s, tick_s=tick_s)
+    run(as_json, instances=instances, history=history, work_s=work_s, tick_s=tick_s, compute=compute)
 
 
 @bench.command("tick-curve")

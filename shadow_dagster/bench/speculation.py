@@ -1,27 +1,37 @@
 """Speculation benchmark: the same workload with speculation off, on, and with an oracle.
 
-Workload. Each workflow instance is a chain of two real Dagster runs sharing a workflow key:
-`ingest` (`raw`, then the critical `publish`, a CPU-bound sha256 loop of 2 x `work_s` seconds) and then
-one branch job, `left` (`features_a`) or `right` (`features_b`), each a non-critical
-`@shadow_reusable` asset doing the same loop for `work_s` seconds on `raw`. No sleeps: the loop length
-is calibrated once to this machine. Live runs use Dagster's multiprocess executor (a process per step)
-in every mode, started by forkserver with Dagster and the code location preloaded (Dagster's
-`start_method: forkserver` option), so process start-up does not hide what speculation does.
+Workload. Each workflow instance is a chain of three real Dagster runs sharing a workflow key, as
+jobs chained by schedules or run-status sensors run one after the other:
+`ingest` (`raw`, then the critical `publish`: `PUBLISH_FACTOR` x `work_s`), then one branch job,
+`left` (`features_a`) or `right` (`features_b`), then `report` (`quality`: `QUALITY_FACTOR` x
+`work_s`). `features_*` (`work_s`) and `quality` are non-critical `@shadow_reusable` assets that
+read only `raw`, so once `raw` exists both can be pre-executed side by side while `publish` runs.
+What a step's work is (`compute`):
+- "wait" (default): the step waits that long on the external system it stands for (a warehouse
+  query, an API call; a `time.sleep` after a token sha256), as most steps of data pipelines do;
+- "cpu": a sha256 loop calibrated once to this machine (no sleeps). On a 2-core host the shadow
+  runs then take CPU from `publish`, and on/off cannot go below 1/2 (the work itself is halved
+  at best).
+Live runs use Dagster's multiprocess executor (a process per step) in every mode, started by
+forkserver with Dagster and the code location preloaded (Dagster's `start_method: forkserver`
+option), so process start-up does not hide what speculation does.
 
 - off: the instance runs; nothing else happens.
 - on: the real speculative sensor ticks every `tick_s` in its own process (as the daemon would) and
   submits its RunRequests through a code server and the instance's DefaultRunLauncher, so shadow
   runs are real run workers on the shadow job's default (in-process) executor, and rollback cancels
   them through the launcher. It predicts from a fingerprint fitted on `history` real past instances.
-- oracle: the true branch's shadow run is submitted the same way as soon as `raw` exists: the best
-  speculation can do on this workload with this machinery.
+- oracle: shadow runs of the true path's two non-critical steps are submitted the same way as soon
+  as `raw` exists: the best speculation can do on this workload with this machinery.
 Modes are interleaved instance by instance (off, on, oracle for instance 0, then instance 1, ...)
 so machine drift hits every mode alike; the sensor is paused outside its own instances.
 The predictable workload takes `left` with probability 0.9; the adversarial one flips a fair coin.
 
-Bound. Speculation can only overlap the non-critical work F with the rest R of an instance, and a
-shadow run can start only once its inputs exist, so on >= max(R, F + launch) while off = R + F:
-no workload of this shape reaches on/off <= 0.5, the oracle's ratio is the reachable limit.
+Bound. A shadow run starts only once its inputs exist and a run worker is up (launch latency L),
+and the live run never waits for it, so a step is saved only if its shadow run finishes before the
+live run reaches it. With the two non-critical steps side by side, on >= max(P, F + L, Q + L) plus
+the runs' own overhead, while off = P + F + Q plus the same overhead: below 1/2 when F + Q exceeds
+P plus that overhead, and only if F and Q each fit before the live run needs them.
 
 Figures: wall time per instance (p50, p95, mean) per mode; ratio = mean on / mean off; efficiency =
 (off - on) / (off - oracle); hit rate; waste = shadow seconds of missed predictions / all shadow
@@ -46,8 +56,12 @@ from pathlib import Path
 
 ENV_DIR = "SHADOW_DAGSTER_BENCH_DIR"
 ENV_ITERS = "SHADOW_DAGSTER_BENCH_ITERS"
+ENV_WORK_S = "SHADOW_DAGSTER_BENCH_WORK_S"
+ENV_COMPUTE = "SHADOW_DAGSTER_BENCH_COMPUTE"
+COMPUTES = ("wait", "cpu")
 NONCRIT = {"shadow_dagster/critical": "false"}
-PUBLISH_FACTOR = 2          # the critical step works twice as long as a branch step
+PUBLISH_FACTOR = 1.5        # the critical step works 1.5 times as long as a branch step
+QUALITY_FACTOR = 1.25       # the last job's quality check works 1.25 times as long as a branch step
 LOCATION = "bench"
 RUN_COORDINATOR = "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n"
 
@@ -68,6 +82,16 @@ def calibrate(work_s: float) -> int:
     return max(1, int(rate * work_s))
 
 
+def work(units: float) -> str:
+    """A step's work: `units` x `work_s` seconds of it, as the benchmark's compute mode says: "cpu"
+    burns a calibrated sha256 loop; "wait" waits that long on the external system the step stands
+    for (a warehouse query, an API), measured and documented, after a token real digest."""
+    if os.environ.get(ENV_COMPUTE, "cpu") == "cpu":
+        return burn(int(units * int(os.environ[ENV_ITERS])))
+    time.sleep(units * float(os.environ[ENV_WORK_S]))
+    return burn(1000)
+
+
 @functools.cache
 def bench_defs():
     """The benchmark code location (rebuilt in every step process from the environment)."""
@@ -79,7 +103,6 @@ def bench_defs():
     from shadow_dagster.dagster.speculative_sensor import shadow_job
 
     root = Path(os.environ[ENV_DIR])
-    iters = int(os.environ[ENV_ITERS])
 
     @asset(code_version="1")
     def raw(context) -> str:
@@ -87,17 +110,22 @@ def bench_defs():
 
     @asset(code_version="1")
     def publish(raw: str) -> str:                  # critical: never pre-executed
-        return burn(PUBLISH_FACTOR * iters) + raw
+        return work(PUBLISH_FACTOR) + raw
 
     @asset(code_version="1", op_tags=NONCRIT)
     @shadow_reusable
     def features_a(raw: str) -> str:
-        return burn(iters) + raw
+        return work(1) + raw
 
     @asset(code_version="1", op_tags=NONCRIT)
     @shadow_reusable
     def features_b(raw: str) -> str:
-        return burn(iters) + raw
+        return work(1) + raw
+
+    @asset(code_version="1", op_tags=NONCRIT)
+    @shadow_reusable
+    def quality(raw: str) -> str:                  # the chain's last job: checks on the raw data
+        return work(QUALITY_FACTOR) + raw
 
     @asset(code_version="1", op_tags=NONCRIT)
     def reuse_probe(context, raw: str):
@@ -112,10 +140,11 @@ def bench_defs():
             try_reuse(step, context.asset_key)
         return MaterializeResult(metadata={"seconds_per_check": (time.perf_counter() - start) / n})
 
-    assets = guard_assets([raw, publish, features_a, features_b, reuse_probe])
+    assets = guard_assets([raw, publish, features_a, features_b, quality, reuse_probe])
     jobs = [define_asset_job("ingest", selection=["raw", "publish"]),
             define_asset_job("left", selection=["features_a"]),
             define_asset_job("right", selection=["features_b"]),
+            define_asset_job("report", selection=["quality"]),
             define_asset_job("probe", selection=["reuse_probe"]),
             shadow_job(assets)]   # the product's default: shadow steps run in the run worker
     url = f"sqlite:///{root / 'store.db'}"
@@ -133,6 +162,10 @@ def left_job():
 
 def right_job():
     return bench_defs().resolve_job_def("right")
+
+
+def report_job():
+    return bench_defs().resolve_job_def("report")
 
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
@@ -236,8 +269,10 @@ def make_sensor():
 
     root = Path(os.environ[ENV_DIR])
     url = f"sqlite:///{root / 'store.db'}"
+    # horizon 3: from `raw` alone (before `publish` has started) the chain's last job is 3 steps ahead
     return build_speculative_sensor(signal_store_url=url, shadow_dir=str(root / "shadow"), output_store_url=url,
-                                    chain_gap_s=30, divergence_slack=0, launch_overhead_s=0.5, ttl_s=600)
+                                    chain_gap_s=30, divergence_slack=0, launch_overhead_s=0.5, ttl_s=600,
+                                    horizon=3)
 
 
 def _sensor_main(control_dir: str, tick_s: float) -> int:
@@ -264,7 +299,8 @@ def _sensor_main(control_dir: str, tick_s: float) -> int:
         loop.tick()                      # settle outcomes of the last instances
         (ctl / "report.json").write_text(json.dumps({
             "ticks": loop.ticks, "errors": loop.errors[:5], "skips": sorted(set(loop.skips))[:8],
-            "launched": len(launcher.run_ids), "launch_errors": launcher.errors[:5]}))
+            "launched": len(launcher.run_ids), "launch_errors": launcher.errors[:5],
+            "launch_s": json.loads(loop.cursor or "{}").get("launch_s")}))
     return 0
 
 
@@ -327,29 +363,49 @@ def _instance_run(instance, key: str, branch: str, before=None) -> float:
         before()
     ok1, _ = _execute(ingest_job, instance, {WORKFLOW_TAG: key})
     ok2, _ = _execute(left_job if branch == "left" else right_job, instance, {WORKFLOW_TAG: key})
-    if not (ok1 and ok2):
+    ok3, _ = _execute(report_job, instance, {WORKFLOW_TAG: key})
+    if not (ok1 and ok2 and ok3):
         raise RuntimeError(f"benchmark instance {key} failed")
     return time.perf_counter() - start
 
 
+def _history_instance(key: str, branch: str) -> None:
+    """One real past instance (in-process executor, same work as live), in a pool worker."""
+    from dagster import DagsterInstance
+
+    from shadow_dagster.tags import WORKFLOW_TAG
+
+    defs = bench_defs()
+    with DagsterInstance.get() as instance:
+        for job in ("ingest", branch, "report"):
+            result = defs.resolve_job_def(job).execute_in_process(
+                instance=instance, tags={WORKFLOW_TAG: key}, run_config=QUIET, raise_on_error=False)
+            if not result.success:
+                raise RuntimeError(f"history instance {key}: job {job} failed")
+
+
 def _seed_history(instance, name: str, branches: list[str], url: str):
-    """Real past instances (in-process, same compute), then the fingerprint fitted on them."""
+    """Real past instances, then the fingerprint fitted on them. They run side by side in a few
+    worker processes (waits overlap; CPU work runs two at a time, one per core)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     from shadow_dagster.dagster.fingerprints import fingerprint_path
     from shadow_dagster.dagster.ingest import ingest
     from shadow_dagster.fingerprint import Fingerprint
     from shadow_dagster.signals.cases import cases_from_signals
     from shadow_dagster.store.signal_store import SignalStore
-    from shadow_dagster.tags import WORKFLOW_TAG
 
-    defs = bench_defs()
-    for i, branch in enumerate(branches):
-        tags = {WORKFLOW_TAG: f"{name}-hist-{i}"}
-        defs.resolve_job_def("ingest").execute_in_process(instance=instance, tags=tags, run_config=QUIET)
-        defs.resolve_job_def(branch).execute_in_process(instance=instance, tags=tags, run_config=QUIET)
+    workers = 2 if os.environ.get(ENV_COMPUTE, "cpu") == "cpu" else 6
+    with ProcessPoolExecutor(max_workers=min(workers, len(branches)),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        for fut in [pool.submit(_history_instance, f"{name}-hist-{i}", b) for i, b in enumerate(branches)]:
+            fut.result()
     store = SignalStore(url)
     ingest(instance, store, resolution_ms=1)
     cases = [c for c in cases_from_signals(store.signals())
              if c.workflow == "ingest" and c.case_id.startswith(f"{name}-hist-")]
+    store.dispose()
     fp = Fingerprint.fit(cases, window_days=None)
     path = fingerprint_path("ingest")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -389,13 +445,11 @@ def _mode_outcomes(instance, url: str, prefix: str) -> dict:
 def _oracle_before(instance, launcher, key: str, branch: str):
     from shadow_dagster.tags import PARENT_TAG, PREDICTION_TAG, PROBABILITY_TAG, SHADOW_TAG, WORKFLOW_TAG
 
-    asset = "features_a" if branch == "left" else "features_b"
+    assets = ("features_a" if branch == "left" else "features_b", "quality")
 
     def go():
-        # the oracle knows the path, but the shadow run still needs `raw`: launch once it exists
-        tags = {SHADOW_TAG: "true", PARENT_TAG: key, PREDICTION_TAG: f"oracle-{key}", PROBABILITY_TAG: "1.0",
-                WORKFLOW_TAG: f"shadow:oracle-{key}"}
-
+        # the oracle knows the path, but a shadow run still needs `raw`: launch once it exists, one
+        # shadow run per step of the path, as the sensor does
         def wait_then_launch():
             from dagster import AssetKey
 
@@ -404,7 +458,10 @@ def _oracle_before(instance, launcher, key: str, branch: str):
                 runs = [r for r in instance.get_runs() if r.tags.get(WORKFLOW_TAG) == key]
                 if runs and any(s.step_key == "raw" and s.status and s.status.value == "SUCCESS"
                                 for s in instance.get_run_step_stats(runs[0].run_id)):
-                    launcher.launch(tags, [AssetKey(asset)])
+                    for asset in assets:
+                        launcher.launch({SHADOW_TAG: "true", PARENT_TAG: key, PROBABILITY_TAG: "1.0",
+                                         PREDICTION_TAG: f"oracle-{key}-{asset}",
+                                         WORKFLOW_TAG: f"shadow:oracle-{key}"}, [AssetKey(asset)])
                     return
                 time.sleep(0.05)
 
@@ -450,13 +507,16 @@ def _tick_live(instance, sensor, repo, n: int, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
-def _bench_home(work_s: float):
+def _bench_home(work_s: float, compute: str = "cpu"):
     """A temporary DAGSTER_HOME (consolidated event storage) with the benchmark's environment set."""
     from shadow_dagster.bench.home import bench_home
 
-    iters = calibrate(work_s)
+    if compute not in COMPUTES:
+        raise ValueError(f"compute must be one of {COMPUTES}, got {compute!r}")
+    iters = calibrate(work_s) if compute == "cpu" else 1
     return bench_home(lambda home: write_instance_yaml(home, RUN_COORDINATOR),   # submitted runs launch at once
-                      lambda root: {ENV_DIR: str(root), ENV_ITERS: str(iters)}, caches=[bench_defs])
+                      lambda root: {ENV_DIR: str(root), ENV_ITERS: str(iters), ENV_WORK_S: repr(work_s),
+                                    ENV_COMPUTE: compute}, caches=[bench_defs])
 
 
 def tick_curve(ns=(10, 100, 1000), *, history: int = 12, work_s: float = 0.05, seed: int = 7,
@@ -476,7 +536,7 @@ def tick_curve(ns=(10, 100, 1000), *, history: int = 12, work_s: float = 0.05, s
 
 
 def run(json_out: bool = False, *, instances: int = 8, history: int = 12, work_s: float = 2.0,
-        tick_s: float = 0.5, seed: int = 7, echo=print) -> dict:
+        tick_s: float = 0.5, seed: int = 7, compute: str = "wait", echo=print) -> dict:
     """Run the whole benchmark in a temporary DAGSTER_HOME; returns the figures."""
     if instances < 2 or history < 2:
         raise ValueError("instances and history must each be at least 2")
@@ -484,13 +544,16 @@ def run(json_out: bool = False, *, instances: int = 8, history: int = 12, work_s
         raise ValueError(f"work_s must be positive, got {work_s!r}")
     if not tick_s > 0:
         raise ValueError(f"tick_s must be positive, got {tick_s!r}")
+    if compute not in COMPUTES:
+        raise ValueError(f"compute must be one of {COMPUTES}, got {compute!r}")
     say = (lambda *a: None) if json_out else echo
-    with _bench_home(work_s) as (root, instance):
+    with _bench_home(work_s, compute) as (root, instance):
         url = f"sqlite:///{root / 'store.db'}"
         repo = bench_defs().get_repository_def()
         sensor = make_sensor()
         out: dict = {"instances": instances, "history": history, "work_s": work_s, "tick_s": tick_s,
-                     "publish_factor": PUBLISH_FACTOR, "cores": os.cpu_count()}
+                     "publish_factor": PUBLISH_FACTOR, "quality_factor": QUALITY_FACTOR,
+                     "compute": compute, "cores": os.cpu_count()}
         for workload, p_left in (("predictable", 0.9), ("adversarial", 0.5)):
             say(f"{workload}: seeding {history} past instances and fitting the fingerprint ...")
             fp = _seed_history(instance, workload, _branches(history, p_left, seed + 1), url)
@@ -518,6 +581,7 @@ def run(json_out: bool = False, *, instances: int = 8, history: int = 12, work_s
             rep = daemon.report
             out.setdefault("sensor_errors", []).extend(rep["errors"][:3] + rep["launch_errors"][:3])
             out.setdefault("sensor_skips", {})[workload] = rep["skips"]
+            out.setdefault("launch_latency_s", {})[workload] = rep.get("launch_s")
             out.setdefault("tick_s_mean", {})[workload] = round(statistics.fmean(rep["ticks"]), 4) if rep["ticks"] else None
             res = out.setdefault(workload, {})
             for mode in modes:
