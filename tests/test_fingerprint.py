@@ -384,3 +384,18 @@ def test_corrupt_truncated_tampered_foreign_files(tmp_path):
     (tmp_path / "pickled.npz").write_bytes(pickled.getvalue())
     expect(tmp_path / "pickled.npz", "corrupt or not a fingerprint file")   # never unpickled
     Fingerprint.load(good)                                  # the original is still fine
+
+
+def test_early_eta_is_how_soon_the_step_may_come():
+    import numpy as np
+
+    from shadow_dagster.fingerprint.timing import Dist
+
+    d = Dist.of(np.arange(10.0, 51.0))            # a step took 10..50 s in past instances
+    assert d.expected_remaining(0) == pytest.approx(30.0)
+    assert d.remaining_quantile(0, 0.1) == pytest.approx(14.0)    # 10 % were done within 14 s
+    assert 1.0 < d.remaining_quantile(30, 0.1) < 3.5            # 30 s in: 31..50 remain
+    assert d.remaining_quantile(30, 0.1) < d.expected_remaining(30)
+    assert d.remaining_quantile(60, 0.1) == 0.0                   # overran every past instance
+    with pytest.raises(ValueError, match="q must lie"):
+        d.remaining_quantile(0, 1.5)

@@ -233,8 +233,10 @@ def _candidates(fp: Fingerprint, view: GroupView, attrs: dict, now: float, horiz
             return []
         out = []
         for s in pred.steps:
-            eta = s.eta_seconds
-            if live and last_running and eta == 0.0:
+            # plan with how soon the live run may get there (10 % of past instances were sooner),
+            # not the mean: a shadow output that lands after the live step started is wasted
+            eta = s.eta_seconds if s.early_eta_seconds is None else s.early_eta_seconds
+            if live and last_running and s.eta_seconds == 0.0:
                 eta = None   # the running step overran every duration seen: its end is unknown
             out.append((s.activity, s.probability, eta))
         return out

@@ -55,6 +55,14 @@ class Dist:
         above = self.quantiles[self.quantiles > e]
         return float((above - e).mean()) if len(above) else 0.0
 
+    def remaining_quantile(self, elapsed: float | None, q: float) -> float:
+        """The `q`-quantile of X - e given X > e (how soon it may end); 0 once e exceeds every observed value."""
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"q must lie in [0, 1], got {q!r}")
+        e = max(0.0, float(elapsed or 0.0))
+        above = self.quantiles[self.quantiles > e] if e > 0 else self.quantiles
+        return float(np.quantile(above - e, q)) if len(above) else 0.0
+
     def summary(self) -> dict:
         return {"n": self.n, "mean": round(self.mean, 3), "p50": round(self.p50, 3),
                 "p95": round(self.p95, 3)}
@@ -124,6 +132,14 @@ class Timing:
             return 0.0
         dist = self.pair.get((last, nxt)) or self.interval.get(last)
         return None if dist is None else dist.expected_remaining(elapsed)
+
+    def early_eta(self, last: str | None, nxt: str, elapsed: float | None = None, q: float = 0.1) -> float | None:
+        """Seconds until `nxt` starts in the `q` share of past instances where it came soonest (the
+        `q`-quantile of the time left), `elapsed` seconds after `last` started."""
+        if last is None:
+            return 0.0
+        dist = self.pair.get((last, nxt)) or self.interval.get(last)
+        return None if dist is None else dist.remaining_quantile(elapsed, q)
 
     def expected_remaining(self, last: str | None, elapsed: float | None = None) -> float | None:
         """Expected seconds until the instance ends (from its start when nothing ran yet)."""
