@@ -125,3 +125,28 @@ def test_the_sensor_plans_with_the_launch_latency_it_observes(instance, tmp_path
                                            shadow_dir=str(tmp_path / "shadow"), launch_overhead_s=1.0)
     data = sensor.evaluate_tick(build_sensor_context(instance=instance, repository_def=defs.get_repository_def()))
     assert json.loads(data.cursor)["launch_s"] == pytest.approx(50, abs=5)
+
+
+def test_a_shadow_run_still_waiting_to_start_raises_the_launch_latency(instance, tmp_path):
+    """A shadow run still starting 40 s after its prediction has a launch latency of at least 40 s: the
+    sensor counts it before it starts, so a slow launcher is noticed while its runs still wait."""
+    import json
+    import time
+    import uuid
+
+    from dagster import DagsterRunStatus
+    from dagster._core.storage.dagster_run import DagsterRun
+
+    from shadow_dagster.dagster.rollback import PREDICTED_AT_TAG
+    from shadow_dagster.tags import PREDICTION_TAG, SHADOW_TAG
+
+    defs = _defs()
+    instance.add_run(DagsterRun(job_name=spec.SHADOW_JOB_NAME, run_id=str(uuid.uuid4()),
+                                status=DagsterRunStatus.STARTING,
+                                tags={SHADOW_TAG: "true", PREDICTION_TAG: "p-queued",
+                                      PREDICTED_AT_TAG: f"{time.time() - 40:.3f}"}))
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    sensor = spec.build_speculative_sensor(signal_store_url=url, output_store_url=url,
+                                           shadow_dir=str(tmp_path / "shadow"), launch_overhead_s=1.0)
+    data = sensor.evaluate_tick(build_sensor_context(instance=instance, repository_def=defs.get_repository_def()))
+    assert json.loads(data.cursor)["launch_s"] == pytest.approx(40, abs=5)

@@ -115,7 +115,11 @@ def test_launch_estimate_learns_the_observed_latency():
 
     assert update_launch_estimate(None, []) is None
     assert update_launch_estimate(2.0, []) == 2.0
-    assert update_launch_estimate(None, [3.0, 1.0, 2.0]) == 2.0              # the median of new samples
-    assert update_launch_estimate(None, [1.0, 3.0]) == 2.0
+    assert update_launch_estimate(None, [3.0, 1.0, 2.0]) == 3.0              # the upper (p90) sample
+    assert update_launch_estimate(None, [float(x) for x in range(1, 11)]) == 9.0
+    assert update_launch_estimate(None, [float(x) for x in range(1, 11)], q=0.5) == 5.0
+    assert update_launch_estimate(None, [1.0, 3.0]) == 3.0
     assert update_launch_estimate(2.0, [4.0]) == pytest.approx(3.0)          # blended with the prior
     assert update_launch_estimate(2.0, [-5.0, float("nan"), float("inf")]) == 2.0   # skew and junk ignored
+    with pytest.raises(ValueError, match="q must lie"):
+        update_launch_estimate(None, [1.0], q=2)

@@ -312,9 +312,11 @@ def _shadow_main(tags_json: str, keys_json: str) -> int:
             ok, run_id = result.success, result.run_id
         # what Dagster recorded for this run, kept here because the sensor may purge settled shadow runs
         run = instance.get_run_by_id(run_id)
+        rec = instance.get_run_record_by_id(run_id)
         report = {"run_id": run_id, "ok": ok, "tags": dict(run.tags) if run else {},
                   "status": run.status.value if run else None,
-                  "steps": [s.step_key for s in instance.get_run_step_stats(run_id)]}
+                  "steps": [s.step_key for s in instance.get_run_step_stats(run_id)],
+                  "start_time": rec.start_time if rec else None, "end_time": rec.end_time if rec else None}
         shadow_log = Path(os.environ[ENV_DIR]) / "shadow-runs"
         shadow_log.mkdir(exist_ok=True)
         (shadow_log / f"{run_id}.json").write_text(json.dumps(report))
@@ -482,7 +484,7 @@ def _fit_fingerprint(instance, url: str, keys: list[str]):
 def _shadow_figures(root: Path, url: str, prefix: str) -> dict:
     """Shadow runs serving the batch whose keys start with `prefix`: counts, outcomes, invariants
     (from each shadow run's own report, and outcome rows in the signal store)."""
-    from shadow_dagster.dagster.rollback import read_outcomes
+    from shadow_dagster.dagster.rollback import PREDICTED_AT_TAG, read_outcomes
     from shadow_dagster.store.signal_store import SignalStore
     from shadow_dagster.tags import PARENT_TAG, PREDICTION_TAG, PROBABILITY_TAG, SHADOW_TAG
 
@@ -500,6 +502,13 @@ def _shadow_figures(root: Path, url: str, prefix: str) -> dict:
         if stage == "miss":
             reason = " ".join((rec.reason or "?").split()[:6])
             out.setdefault("miss_reasons", {})[reason] = out.setdefault("miss_reasons", {}).get(reason, 0) + 1
+        try:   # where a shadow run's time went: launch (prediction to start), then the run itself
+            predicted = float(run["tags"].get(PREDICTED_AT_TAG, ""))
+            timing = {"launch_s": run["start_time"] - predicted, "run_s": run["end_time"] - run["start_time"]}
+            for k, v in timing.items():
+                out.setdefault(f"{stage or 'unresolved'}_{k}", []).append(round(v, 2))
+        except (TypeError, ValueError):
+            pass
         out["failed"] += not run["ok"] and run.get("status") != "CANCELED"
         out["cancels"] += run.get("status") == "CANCELED"
         tags = run["tags"]
@@ -702,6 +711,9 @@ def _summarise(per: dict, pattern: list[str], work: list[dict], sensor_reports: 
         "hits": tot["hits"], "misses": tot["misses"], "unresolved": tot["unresolved"], "cancels": tot["cancels"],
         "miss_reasons": {k: v for s in shadow.values() for k, v in s.get("miss_reasons", {}).items()},
         "wasted_shadow_s": _r(sum(s.get("wasted_s", 0.0) for s in shadow.values()), 1),
+        # seconds from prediction to shadow-run start, and of the run itself, for hits and misses
+        "shadow_timing_s": {f"{st}_{k}": dist([x for s in shadow.values() for x in s.get(f"{st}_{k}", [])])
+                            for st in ("hit", "miss") for k in ("launch_s", "run_s")},
         "shadow_failed": tot["failed"], "shadow_untagged": tot["untagged"],
         "critical_in_shadow": tot["critical_in_shadow"], "live_steps_reused": reused,
         "slowdown_p50": _r(_pct(slow, 0.5)), "slowdown_p95": _r(_pct(slow, 0.95)),

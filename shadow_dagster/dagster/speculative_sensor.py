@@ -194,20 +194,22 @@ def _cursor(raw: str | None) -> dict:
         return empty
 
 
-def _launch_samples(instance, shadow_runs) -> list[float]:
-    """Seconds from prediction to start of the shadow runs that have started (the launcher's real latency)."""
-    started = [r for r in shadow_runs if r.status not in (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED,
-                                                          DagsterRunStatus.STARTING)]
-    if not started:
+def _launch_samples(instance, shadow_runs, now: float) -> list[float]:
+    """Seconds from prediction to start of recent shadow runs (the launcher's real latency). A run
+    not started yet counts with the time it has waited so far: its latency is at least that."""
+    pending = (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING)
+    if not shadow_runs:
         return []
     out = []
-    for rec in instance.get_run_records(filters=RunsFilter(run_ids=[r.run_id for r in started])):
+    for rec in instance.get_run_records(filters=RunsFilter(run_ids=[r.run_id for r in shadow_runs])):
         try:
             predicted = float(rec.dagster_run.tags.get(PREDICTED_AT_TAG, ""))
         except ValueError:
             continue
         if rec.start_time:
             out.append(rec.start_time - predicted)
+        elif rec.dagster_run.status in pending:
+            out.append(now - predicted)
     return out
 
 
@@ -397,7 +399,7 @@ def build_speculative_sensor(
         shadow_runs = recent_shadow_runs(instance, now - 2 * ttl_s)
         existing = {r.tags.get(PREDICTION_TAG) for r in shadow_runs}
         existing |= {r.prediction_id for r in recent if r.stage in RESOLVED}   # settled runs may be purged
-        cursor["launch_s"] = update_launch_estimate(cursor["launch_s"], _launch_samples(instance, shadow_runs))
+        cursor["launch_s"] = update_launch_estimate(cursor["launch_s"], _launch_samples(instance, shadow_runs, now))
         overhead = max(launch_overhead_s, cursor["launch_s"] or 0.0)   # what launching really costs here
         in_flight: dict[str, int] = {}
         for r in shadow_runs:

@@ -186,12 +186,17 @@ def expected_saving(duration_s: float, eta_s: float | None, launch_overhead_s: f
     return d * (slack - d) / (d * m)
 
 
-def update_launch_estimate(prior: float | None, samples: Sequence[float], weight: float = 0.5) -> float | None:
-    """The launch latency to plan with: the median of the new `samples` (seconds from a prediction to
-    its shadow run starting), blended with the `prior` estimate (an EWMA of `weight`); None until
-    something was observed. Negative or non-finite samples (clock skew) are ignored."""
+def update_launch_estimate(prior: float | None, samples: Sequence[float], weight: float = 0.5,
+                           q: float = 0.9) -> float | None:
+    """The launch latency to plan with: the `q` upper quantile (nearest rank) of the new `samples`
+    (seconds from a prediction to its shadow run starting), blended with the `prior` estimate (an
+    EWMA of `weight`); None until something was observed. An upper quantile, not the median: a
+    shadow run that starts late is wasted, and launches slow down together when several start at
+    once on a busy host. Negative or non-finite samples (clock skew) are ignored."""
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"q must lie in [0, 1], got {q!r}")
     good = sorted(x for x in samples if isinstance(x, (int, float)) and math.isfinite(x) and x >= 0)
     if not good:
         return prior
-    mid = good[len(good) // 2] if len(good) % 2 else (good[len(good) // 2 - 1] + good[len(good) // 2]) / 2
-    return mid if prior is None else weight * mid + (1 - weight) * prior
+    upper = good[min(len(good) - 1, max(0, math.ceil(q * len(good)) - 1))]
+    return upper if prior is None else weight * upper + (1 - weight) * prior
