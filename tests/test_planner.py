@@ -102,6 +102,19 @@ def test_a_shadow_run_that_would_finish_late_is_not_launched():
     assert run_plan([Candidate("etl/clean", 0.99, 5.1)], launch_overhead_s=1.0, policy=exact).work
 
 
+def test_launches_per_tick_are_capped_when_asked():
+    capped = PolicyState(PolicyConfig(min_probability=0.0, max_concurrent=10, max_per_workflow=10,
+                                      max_launches_per_tick=1))
+    cands = [Candidate("etl/clean", 0.9, 100), Candidate("etl/model", 0.9, 100)]
+    p = run_plan(cands, available=("raw", "ext"), policy=capped)
+    assert [w.activity for w in p.work] == ["etl/model"]          # the better one goes first
+    assert p.skipped["etl/clean"] == "cap on launches per tick reached"
+    assert run_plan(cands, available=("raw", "ext"), policy=capped, launches_this_tick=1).work == []
+    assert len(run_plan(cands, available=("raw", "ext")).work) == 2   # no cap by default
+    with pytest.raises(ValueError, match="max_launches_per_tick"):
+        PolicyConfig(max_launches_per_tick=0)
+
+
 def test_position_follows_depth():
     w = run_plan([Candidate("etl/clean", 0.9, 100, depth=2)], prefix_length=3).work[0]
     assert w.position == 4

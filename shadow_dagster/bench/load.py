@@ -133,9 +133,13 @@ def load_shadow_job():
     return load_defs().resolve_job_def(SHADOW_JOB_NAME)
 
 
+LAUNCHES_PER_TICK = 1
+
+
 def make_load_sensor(chain_gap_s: float, max_load_per_core: float | None = None):
-    """The speculative sensor with its defaults (policy caps included) plus the load guard and the
-    tick budget (`max_tick_share` 0.25), stores
+    """The speculative sensor with its defaults (policy caps included) plus the load guard, the
+    tick budget (`max_tick_share` 0.25) and one launch per tick (`max_launches_per_tick`: run workers
+    starting together saturate this host), stores
     under the bench directory; `chain_gap_s` is short because this workload starts its next job at once."""
     from shadow_dagster.dagster.speculative_sensor import build_speculative_sensor
     from shadow_dagster.speculation.policy import PolicyConfig
@@ -143,7 +147,8 @@ def make_load_sensor(chain_gap_s: float, max_load_per_core: float | None = None)
     root = Path(os.environ[ENV_DIR])
     url = f"sqlite:///{root / 'store.db'}"
     return build_speculative_sensor(signal_store_url=url, shadow_dir=str(root / "shadow"), output_store_url=url,
-                                    chain_gap_s=chain_gap_s, policy=PolicyConfig(max_load_per_core=max_load_per_core),
+                                    chain_gap_s=chain_gap_s, policy=PolicyConfig(
+                                        max_load_per_core=max_load_per_core, max_launches_per_tick=LAUNCHES_PER_TICK),
                                     max_tick_share=0.25)   # many live runs on one host: the tick budget
 
 
@@ -569,7 +574,7 @@ def run(json_out: bool = False, *, live: int = 100, batches: int = 3, ack_s: flo
         tick_s = tick_s or float(make_load_sensor(chain_gap_s, max_load_per_core).minimum_interval_seconds)
         out: dict = {"live": live, "batches": pattern, "ack_s": ack_s, "fetch_s": fetch_s, "work_s": work_s,
                      "spread_s": spread_s, "workers": workers, "tick_interval_s": tick_s, "cores": os.cpu_count(),
-                     "max_load_per_core": max_load_per_core}
+                     "max_load_per_core": max_load_per_core, "max_launches_per_tick": LAUNCHES_PER_TICK}
         per: dict[str, dict] = {}          # batch name -> key index -> record
         sensor_reports, shadow, expected_live, errors = {}, {}, set(), []
         fit_cases = None

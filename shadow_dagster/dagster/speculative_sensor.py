@@ -434,7 +434,8 @@ def build_speculative_sensor(
                           policy=state, prefix_length=len(view.prefix),
                           in_flight_total=total, in_flight_workflow=in_flight.get(key, 0),
                           already_launched=existing | set(cursor["launched"]),
-                          partition_key=partition, launch_overhead_s=overhead)
+                          partition_key=partition, launch_overhead_s=overhead,
+                          launches_this_tick=len(requests))
             if preparer.active:
                 recs, prep_notes = preparer.prepare(
                     prep, budget, instance=instance, log=context.log, workflow_key=key, view=view,

@@ -179,13 +179,15 @@ def plan(
     partition_key: str | None = None,
     launch_overhead_s: float = 0.0,
     default_duration_s: float = 1.0,
+    launches_this_tick: int = 0,
 ) -> Plan:
     """Shadow work for one workflow instance, best expected value first, within the policy's caps.
 
     `available`: asset keys the instance can read now (materialised by its finished steps, or
     produced outside this workflow). `done`: activities the instance already started (never
     re-planned). `already_launched`: prediction ids with a shadow run already (skipped, and they
-    do not take capacity again: count them in `in_flight_*`).
+    do not take capacity again: count them in `in_flight_*`). `launches_this_tick`: work already
+    launched this tick for other instances (against the policy's `max_launches_per_tick`).
     """
     if not isinstance(catalog, Mapping):
         raise TypeError("catalog must map activity -> StepInfo")
@@ -238,9 +240,13 @@ def plan(
             partition_key=partition_key if partitioned else None)
         scored.append((policy.net_value(cand.probability, saving, cost), work))
     room = policy.capacity(in_flight_total, in_flight_workflow)
+    per_tick = policy.config.max_launches_per_tick
+    tick_room = room if per_tick is None else max(0, per_tick - launches_this_tick)
     for i, (_, work) in enumerate(sorted(scored, key=lambda x: (-x[0], x[1].activity))):
-        if i < room:
+        if i < min(room, tick_room):
             out.work.append(work)
+        elif i < room:
+            out.skipped[work.activity] = "cap on launches per tick reached"
         else:
             out.skipped[work.activity] = "cap on concurrent shadow runs reached"
     return out

@@ -16,7 +16,9 @@ promised, so `c` is their ratio, shrunk towards 1 by a prior of `m` pseudo-outco
 when launched guesses come true less often than predicted, `c < 1` and the threshold on `p` rises;
 when they come true more often it falls. Only the newest `window` resolved outcomes count, so the
 policy follows drift. On top of that: `p` must reach `min_probability`, and launches are capped
-globally (`max_concurrent` shadow runs in flight) and per workflow instance (`max_per_workflow`).
+globally (`max_concurrent` shadow runs in flight) and per workflow instance (`max_per_workflow`),
+and optionally per tick (`max_launches_per_tick`, off by default: the workflow instances are served in
+workflow-key order, so launches are spread over ticks instead of starting run workers together).
 
 Load guard (off by default): with `max_load_per_core` set, no shadow run is launched while the host's
 load per core (the sensor measures the 1-minute load average / usable cores) is above it. Shadow runs
@@ -58,6 +60,7 @@ class PolicyConfig:
     max_calibration: float = 2.0
     max_load_per_core: float | None = None  # load guard: no launch while load / cores exceeds this
     deadline_margin: float = 0.25  # a shadow run must fit its step's ETA with this share of its duration to spare
+    max_launches_per_tick: int | None = None  # spread launches: run workers starting together slow a busy host
 
     def __post_init__(self):
         _positive("ratio", self.ratio)
@@ -74,6 +77,8 @@ class PolicyConfig:
         if self.max_load_per_core is not None:
             _positive("max_load_per_core", self.max_load_per_core)
         _positive("deadline_margin", self.deadline_margin, allow_zero=True)
+        if self.max_launches_per_tick is not None and _count("max_launches_per_tick", self.max_launches_per_tick) < 1:
+            raise ValueError("max_launches_per_tick must be at least 1 (None: no cap)")
 
     def host_saturated(self, load_per_core: float | None) -> bool:
         """True when the load guard is on and the host's load per core is above it. An unknown load
