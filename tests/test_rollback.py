@@ -10,6 +10,7 @@ import threading
 import json
 import textwrap
 import time
+from datetime import timezone
 
 import pytest
 from dagster import AssetKey, DagsterRunStatus
@@ -52,6 +53,7 @@ def test_outcomes_are_idempotent_and_stay_out_of_cases(store_url):
 
 LOCATION = '''
 import time
+from datetime import timezone
 from pathlib import Path
 from dagster import Definitions, asset
 from shadow_dagster.dagster.critical import guard_assets
@@ -324,3 +326,25 @@ def test_a_missed_shadow_run_is_purged_and_the_live_materialization_is_latest_ag
         rows = [r for r in shadow_run_rows(instance, read_outcomes(signals)) if r["run_id"] == run.run_id]
         assert [(r["status"], r["outcome"], r["activity"]) for r in rows] == [("purged", "miss", "left/slow")]
         assert pickle.loads((tmp_path / "live" / "slow").read_bytes()) == 2     # live storage: the live value
+
+
+def test_a_miss_says_when_the_shadow_output_was_ready_against_the_live_step(tmp_path):
+    """"The live run executed the step itself" has two causes: the output came too late, or it was
+    there and did not match. The miss reason tells them apart from the stored output's time."""
+    from dagster import DagsterRun
+
+    from shadow_dagster.dagster.rollback import GroupView, _output_timing
+
+    outputs = ShadowOutputStore(tmp_path / "shadow", f"sqlite:///{tmp_path / 's.db'}")
+    run = DagsterRun(job_name=SHADOW_JOB_NAME, run_id="shadow-run-1", tags={SHADOW_TAG: "true"})
+    assert _output_timing(run, GroupView("wf", steps=[(time.time(), "left/a", "SUCCESS", "r")]), "left/a",
+                          ["a"], outputs) == "; the shadow run wrote no output"
+    made = outputs.write("ab" * 32, b"payload", asset_key="a", partition_key=None, run_id=run.run_id)
+    ready = made.created_at.replace(tzinfo=made.created_at.tzinfo or timezone.utc).timestamp()
+    early = GroupView("wf", steps=[(ready - 2.5, "left/a", "SUCCESS", "r")])
+    late = GroupView("wf", steps=[(ready + 4.0, "left/a", "SUCCESS", "r")])
+    assert _output_timing(run, early, "left/a", ["a"], outputs) == \
+        "; the shadow output was ready 2.5s after the live step started"
+    assert _output_timing(run, late, "left/a", ["a"], outputs) == \
+        "; the shadow output was ready 4.0s before the live step started"
+    assert _output_timing(run, late, "left/other", ["a"], outputs) == ""      # no such live step

@@ -505,7 +505,15 @@ def _shadow_figures(root: Path, url: str, prefix: str) -> dict:
         out["hits" if stage == "hit" else "misses" if stage == "miss" else "unresolved"] += 1
         out["wasted_s"] += rec.seconds_wasted if rec and stage == "miss" else 0.0
         if stage == "miss":
-            reason = " ".join((rec.reason or "?").split()[:6])
+            full = rec.reason or "?"
+            reason = " ".join(full.split(";")[0].split()[:6])
+            if "; the shadow output was ready" in full:    # when it was ready, against the live step's start
+                before = full.rstrip().endswith("before the live step started")
+                secs = float(full.split("was ready ")[1].split("s ")[0])
+                reason += f"; output ready {'before' if before else 'after'} the live step started"
+                out.setdefault("miss_output_lead_s", []).append(round(secs if before else -secs, 2))
+            elif "; the shadow run wrote no output" in full:
+                reason += "; no shadow output"
             out.setdefault("miss_reasons", {})[reason] = out.setdefault("miss_reasons", {}).get(reason, 0) + 1
         try:   # where a shadow run's time went: launch (prediction to start), then the run itself
             predicted = float(run["tags"].get(PREDICTED_AT_TAG, ""))
@@ -719,6 +727,8 @@ def _summarise(per: dict, pattern: list[str], work: list[dict], sensor_reports: 
         # seconds from prediction to shadow-run start, and of the run itself, for hits and misses
         "shadow_timing_s": {f"{st}_{k}": dist([x for s in shadow.values() for x in s.get(f"{st}_{k}", [])])
                             for st in ("hit", "miss") for k in ("launch_s", "run_s")},
+        # misses the live step computed itself: seconds the output was ready before it started (< 0: after)
+        "miss_output_lead_s": sorted(x for s in shadow.values() for x in s.get("miss_output_lead_s", [])),
         "shadow_failed": tot["failed"], "shadow_untagged": tot["untagged"],
         "critical_in_shadow": tot["critical_in_shadow"], "live_steps_reused": reused,
         "slowdown_p50": _r(_pct(slow, 0.5)), "slowdown_p95": _r(_pct(slow, 0.95)),

@@ -306,6 +306,25 @@ def _late(run, view: GroupView, activity: str, targets: list[str], outputs: Shad
     return f"live run started {activity} before the shadow output was ready"
 
 
+def _output_timing(run, view: GroupView, activity: str, targets: list[str],
+                   outputs: ShadowOutputStore | None) -> str:
+    """When the shadow output was ready relative to the live step's start (for a miss's reason)."""
+    starts = [s for s, a, _, _ in view.steps if a == activity]
+    if outputs is None or not starts:
+        return ""
+    made = []
+    for key in targets:
+        out = outputs.find_for_run(run.run_id, key, run.tags.get(PARTITION_TAG))
+        if out is not None:
+            created = out.created_at if out.created_at.tzinfo else out.created_at.replace(tzinfo=timezone.utc)
+            made.append(created.timestamp())
+    if not made:
+        return "; the shadow run wrote no output"
+    lead = starts[-1] - max(made)
+    return (f"; the shadow output was ready {lead:.1f}s before the live step started" if lead >= 0
+            else f"; the shadow output was ready {-lead:.1f}s after the live step started")
+
+
 def _verdict(instance, run, view: GroupView, now: float, ttl_s: float, chain_gap_s: float,
              divergence_slack: int, outputs: ShadowOutputStore | None = None,
              late_grace_s: float = 1.0) -> tuple[str, str, float] | None:
@@ -323,7 +342,8 @@ def _verdict(instance, run, view: GroupView, now: float, ttl_s: float, chain_gap
         return "miss", f"shadow run {run.status.value.lower()}", 0.0
     status = view.step_status(activity)
     if status in ("SUCCESS", "FAILURE", "SKIPPED"):
-        return "miss", f"live run executed {activity} itself ({status.lower()}) without reuse", 0.0
+        return "miss", (f"live run executed {activity} itself ({status.lower()}) without reuse"
+                         + _output_timing(run, view, activity, targets, outputs)), 0.0
     if status == "IN_PROGRESS":
         late = _late(run, view, activity, targets, outputs, now, late_grace_s)
         if late:
