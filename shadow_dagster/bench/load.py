@@ -586,6 +586,7 @@ def run(json_out: bool = False, *, live: int = 100, batches: int = 3, ack_s: flo
         per: dict[str, dict] = {}          # batch name -> key index -> record
         sensor_reports, shadow, expected_live, errors = {}, {}, set(), []
         fit_cases = None
+        refused: dict[str, int] = {}
         with Workers(workers, root) as pool:
             for b, mode in enumerate(pattern):
                 name = f"{mode}{b}"
@@ -621,6 +622,13 @@ def run(json_out: bool = False, *, live: int = 100, batches: int = 3, ack_s: flo
                         errors.append(f"{s['key']}: {r.get('error')}")
                         continue
                     r["steps"] = _step_durations(instance, r["runs"])
+                    if mode == "on":   # why a live step did not take a shadow output (its reuse log lines)
+                        for rid in r["runs"]:
+                            for ev in instance.all_logs(rid):
+                                msg = ev.user_message or ""
+                                if "shadow reuse refused" in msg or "failed verification" in msg:
+                                    why = msg.split(": ", 1)[-1][:160]
+                                    refused[why] = refused.get(why, 0) + 1
                     asset = "features_a" if s["branch"] == "left" else "features_b"
                     mats = instance.fetch_materializations(
                         _partition_filter(AssetKey(asset), s["key"]), limit=1).records
@@ -636,6 +644,7 @@ def run(json_out: bool = False, *, live: int = 100, batches: int = 3, ack_s: flo
                     time.sleep(chain_gap_s + 1)      # the batch leaves the sensor's live view
         live_files = _live_files(root)
         out.update(_summarise(per, pattern, work, sensor_reports, shadow, live, fetch_s))
+        out["reuse_refused"] = refused   # reasons the live reuse check gave (log lines of live runs)
         out["errors"] = errors[:5]
         out["failed_instances"] = len(errors)
         out["shadow_live_writes"] = len(live_files - expected_live - {"warmup"})
