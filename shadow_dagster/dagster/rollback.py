@@ -283,6 +283,12 @@ def _reuse_of(instance: DagsterInstance, run, targets: list[str]) -> tuple[set[s
     return reused, saved
 
 
+def _created_s(output) -> float:
+    """When a shadow output was stored, epoch seconds (SQLite hands back naive UTC datetimes)."""
+    created = output.created_at
+    return (created if created.tzinfo else created.replace(tzinfo=timezone.utc)).timestamp()
+
+
 def _late(run, view: GroupView, activity: str, targets: list[str], outputs: ShadowOutputStore | None,
           now: float, grace_s: float) -> str | None:
     """Why the shadow run came too late for a live step now in progress, or None if it may still be reused.
@@ -300,8 +306,7 @@ def _late(run, view: GroupView, activity: str, targets: list[str], outputs: Shad
         out = outputs.find_for_run(run.run_id, key, partition)
         if out is None:
             continue
-        created = out.created_at if out.created_at.tzinfo else out.created_at.replace(tzinfo=timezone.utc)
-        if created.timestamp() <= start + grace_s:   # (SQLite hands back naive UTC)
+        if _created_s(out) <= start + grace_s:
             return None   # ready in time: the live step may be promoting it; settle on its result
     return f"live run started {activity} before the shadow output was ready"
 
@@ -316,8 +321,7 @@ def _output_timing(run, view: GroupView, activity: str, targets: list[str],
     for key in targets:
         out = outputs.find_for_run(run.run_id, key, run.tags.get(PARTITION_TAG))
         if out is not None:
-            created = out.created_at if out.created_at.tzinfo else out.created_at.replace(tzinfo=timezone.utc)
-            made.append(created.timestamp())
+            made.append(_created_s(out))
     if not made:
         return "; the shadow run wrote no output"
     lead = starts[-1] - max(made)
