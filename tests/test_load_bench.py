@@ -7,12 +7,8 @@ carries the shadow tags, and the last line is one JSON object with the figures. 
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from click.testing import CliRunner
-
-from shadow_dagster.cli import main
+from bench_cli import bench_json
 
 pytestmark = pytest.mark.slow
 
@@ -22,14 +18,9 @@ KEYS = ("live", "tick_s_mean", "tick_s_p95", "shadow_runs_launched", "hits", "sl
 
 def test_load_bench_smoke():
     # the guard is off here: the invariants must not depend on what else loads the test machine
-    result = CliRunner().invoke(main, ["bench", "load", "--live", "8", "--batches", "2", "--ack-s", "7",
-                                       "--fetch-s", "1.5", "--spread-s", "2", "--tick-s", "1",
-                                       "--max-load-per-core", "none", "--json"])
-    assert result.exit_code == 0, result.output[-2000:]
-    out = json.loads(result.output.strip().splitlines()[-1])
-    why = {k: v for k, v in out.items() if k != "per_instance"}     # shown when an assertion fails
-    for key in KEYS:
-        assert key in out, key
+    out, why = bench_json(["load", "--live", "8", "--batches", "2", "--ack-s", "7", "--fetch-s", "1.5",
+                           "--spread-s", "2", "--tick-s", "1", "--max-load-per-core", "none", "--json"],
+                          KEYS, bulky="per_instance")
     assert out["live"] == 8 and out["batches"] == ["off", "on"], why
     assert out["failed_instances"] == 0 and out["errors"] == [], why
     assert out["instances_compared"] == 8 and len(out["per_instance"]) == 8, why

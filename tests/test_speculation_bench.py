@@ -8,9 +8,8 @@ figures the issue names. No timed assertion.
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from bench_cli import bench_json
 from click.testing import CliRunner
 
 from shadow_dagster.cli import main
@@ -22,13 +21,8 @@ KEYS = ("ratio", "efficiency", "waste", "hit_rate", "adversarial_slowdown", "reu
 
 
 def test_speculation_bench_smoke():
-    result = CliRunner().invoke(main, ["bench", "speculation", "--instances", "2", "--history", "3",
-                                       "--work-s", "2", "--json"])
-    assert result.exit_code == 0, result.output[-2000:]
-    out = json.loads(result.output.strip().splitlines()[-1])
-    why = {k: v for k, v in out.items() if k != "sensor_skips"}     # shown when an assertion fails
-    for key in KEYS:
-        assert key in out, key
+    out, why = bench_json(["speculation", "--instances", "2", "--history", "3", "--work-s", "2", "--json"],
+                          KEYS, bulky="sensor_skips")
     assert out["compute"] == "wait" and out["instances"] == 2, why
     assert out["sensor_errors"] == [] and out["launch_errors"] == [], why
     pred = out["predictable"]

@@ -130,7 +130,7 @@ class Timing:
         """Expected seconds until `nxt` starts, `elapsed` seconds after `last` started."""
         if last is None:
             return 0.0
-        dist = self.pair.get((last, nxt)) or self.interval.get(last)
+        dist = self._until(last, nxt)
         return None if dist is None else dist.expected_remaining(elapsed)
 
     def early_eta(self, last: str | None, nxt: str, elapsed: float | None = None, q: float = 0.1) -> float | None:
@@ -138,8 +138,12 @@ class Timing:
         `q`-quantile of the time left), `elapsed` seconds after `last` started."""
         if last is None:
             return 0.0
-        dist = self.pair.get((last, nxt)) or self.interval.get(last)
+        dist = self._until(last, nxt)
         return None if dist is None else dist.remaining_quantile(elapsed, q)
+
+    def _until(self, last: str, nxt: str) -> Dist | None:
+        """Seconds from `last` starting to `nxt` starting: the pair's own, else any step after `last`."""
+        return self.pair.get((last, nxt)) or self.interval.get(last)
 
     def expected_remaining(self, last: str | None, elapsed: float | None = None) -> float | None:
         """Expected seconds until the instance ends (from its start when nothing ran yet)."""
