@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from shadow_dagster.speculation.atomic import TEMP_PREFIX, ContentMismatch, atomic_write, read_verified
 from shadow_dagster.speculation.isolation import check_outside
 from shadow_dagster.speculation.provenance import content_hash
-from shadow_dagster.store.engine import create_engine
+from shadow_dagster.store.engine import create_engine, create_schema
 
 WRITTEN, COMPLETE, PROMOTED, DELETED = "written", "complete", "promoted", "deleted"
 STATUSES = (WRITTEN, COMPLETE, PROMOTED, DELETED)
@@ -91,7 +91,7 @@ class ShadowOutputStore:
         self.forbidden_roots = tuple(os.path.abspath(os.fspath(r)) for r in forbidden_roots)
         self.url = url
         self.engine = create_engine(url)
-        metadata.create_all(self.engine, checkfirst=True)
+        create_schema(metadata, self.engine)
 
     # -- writing -----------------------------------------------------------------------------
     def object_path(self, provenance_key: str, digest: str) -> Path:

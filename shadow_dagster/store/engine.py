@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -76,3 +77,23 @@ def create_engine(url: str) -> sa.Engine:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+
+
+_ALREADY_EXISTS = ("already exists", "duplicate key value")
+
+
+def create_schema(metadata: sa.MetaData, engine: sa.Engine, attempts: int = 4) -> None:
+    """Create `metadata`'s missing tables and indexes, tolerating other processes doing the same.
+
+    `create_all` checks then creates, so two processes opening a fresh database together can both
+    see a table missing; the loser gets "already exists" (SQLite, PostgreSQL) or a unique violation
+    on the catalogue (PostgreSQL). Checking again then finds the table, so retry; other errors raise.
+    """
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine, checkfirst=True)
+            return
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError) as exc:
+            if attempt == attempts - 1 or not any(m in str(exc.orig or exc) for m in _ALREADY_EXISTS):
+                raise
+            time.sleep(0.05 * (attempt + 1))

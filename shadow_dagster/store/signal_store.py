@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from shadow_dagster.signals.assemble import assemble
 from shadow_dagster.signals.model import Signal, SignalRow
 from shadow_dagster.store import schema
-from shadow_dagster.store.engine import create_engine, normalise_url
+from shadow_dagster.store.engine import create_engine, create_schema, normalise_url
 
 log = logging.getLogger("shadow_dagster.store")
 DAY_MS = 86_400_000
@@ -65,7 +65,7 @@ class SignalStore:
             ) from exc
 
     def _create(self) -> None:
-        schema.metadata.create_all(self.engine)
+        create_schema(schema.metadata, self.engine)
         with self.engine.begin() as conn:
             conn.execute(
                 (pg_insert if self.backend == "postgresql" else sqlite_insert)(schema.meta)
