@@ -154,6 +154,50 @@ def test_each_mismatch_recomputes(instance, env, mismatch):
     assert store.list(status=PROMOTED) == []
 
 
+def test_other_partitions_materialised_in_between_do_not_change_the_key(instance, env):
+    """Under load, other instances materialise other partitions of the input between the shadow run
+    and the live step: the key pins the partition read, not the asset's latest event."""
+    live, resources, store = env
+    calls = []
+    assets = make_assets(calls, partitioned=True)
+    run(instance, assets, resources, ["upstream"], partition_key="a")
+    shadow = run(instance, assets, resources, ["derived"], SHADOW, partition_key="a")
+    run(instance, assets, resources, ["upstream"], partition_key="b", run_config=cfg(n=5))
+    hit = run(instance, assets, resources, ["derived"], partition_key="a")
+    assert calls == [2] and derived_event(hit).metadata[REUSED_FROM].value == shadow.run_id
+    assert pickle.loads((live / "derived" / "a").read_bytes()) == [0, 2, 4]
+
+
+def test_rematerialised_input_partition_recomputes(instance, env):
+    """Same code, same config: the logical data version of upstream[a] is unchanged, but it is a new
+    materialization, so the shadow output computed from the old one is not reused."""
+    live, resources, store = env
+    calls = []
+    assets = make_assets(calls, partitioned=True)
+    run(instance, assets, resources, ["upstream"], partition_key="a")
+    run(instance, assets, resources, ["derived"], SHADOW, partition_key="a")
+    run(instance, assets, resources, ["upstream"], partition_key="a")
+    res = run(instance, assets, resources, ["derived"], partition_key="a")
+    assert calls == [2, 2] and REUSED_FROM not in derived_event(res).metadata
+    assert store.list(status=PROMOTED) == []
+
+
+def test_input_partition_from_a_shadow_run_refuses_reuse(instance, env):
+    """upstream[a] was last written by a shadow run (shadow storage), upstream[b] by a live run: the
+    producer check looks at partition a's producer, not the asset's latest event."""
+    live, resources, store = env
+    calls = []
+    assets = make_assets(calls, partitioned=True)
+    run(instance, assets, resources, ["upstream"], partition_key="a")
+    run(instance, assets, resources, ["upstream", "derived"], SHADOW, partition_key="a", run_config=cfg(n=5))
+    run(instance, assets, resources, ["upstream"], partition_key="b")
+    res = run(instance, assets, resources, ["derived"], partition_key="a")
+    assert calls == [2, 2] and REUSED_FROM not in derived_event(res).metadata
+    assert pickle.loads((live / "derived" / "a").read_bytes()) == [0, 2, 4]
+    logs = [e.message for e in instance.all_logs(res.run_id) if e.message]
+    assert any("was last materialised by shadow run" in m for m in logs), logs
+
+
 def test_spoofed_or_tampered_shadow_output_is_not_reused(instance, env):
     live, resources, store = env
     calls = []

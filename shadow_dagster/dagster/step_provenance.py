@@ -1,19 +1,27 @@
 """The provenance key a running Dagster step would give one of its assets.
 
-Input identities are read from the step's own data version cache, i.e. exactly the values that
-Dagster records on the materialization as `dagster/input_data_version/<key>` and
-`dagster/input_event_pointer/<key>` (data version plus the storage id of that materialization). Shared by the shadow
-IO manager (shadow writes) and the reuse wrapper (live lookups) so both compute the same key.
+Input data versions are read from the step's own data version cache, i.e. exactly the values that
+Dagster records on the materialization as `dagster/input_data_version/<key>`. Each input is also
+pinned to the exact materialization(s) read: the storage id of the asset's latest event, or, for a
+partitioned input, of the latest materialization of each partition the step reads (Dagster's own
+pointer is the asset's latest event in any partition, which other partitions' runs move all the
+time). Shared by the shadow IO manager (shadow writes) and the reuse wrapper (live lookups) so both
+compute the same key.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
-from dagster import AssetKey
+from dagster import AssetKey, AssetRecordsFilter, DagsterEventType
 
 from shadow_dagster.speculation.provenance import ProvenanceUnknown, provenance_key
 from shadow_dagster.tags import is_shadow_run
+
+
+MAX_PINNED_PARTITIONS = 1000  # a step reading more input partitions than this is not keyed
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,41 @@ def step_partition_key(step_context, asset_key: AssetKey) -> str | None:
     return str(start)
 
 
+def _partition_pin(step_context, parent: AssetKey, as_of: int) -> tuple[str, list[str]] | None:
+    """For an input read by partition: a pin naming the latest materialization of each partition the
+    step reads, and the runs that produced them; None for an unpartitioned input.
+
+    `as_of` is the asset's latest storage id when the step started, before it loaded its inputs
+    (Dagster reads it then); a partition re-materialised since may not be what the step read, so
+    the key is unknown."""
+    layer = step_context.job_def.asset_layer
+    input_name = layer.get_node_input_name(step_context.node_handle, parent)
+    if not input_name or not step_context.has_asset_partitions_for_input(input_name):
+        return None
+    pname = parent.to_user_string()
+    keys = sorted(step_context.asset_partitions_subset_for_input(
+        input_name, require_valid_partitions=False).get_partition_keys())
+    if len(keys) > MAX_PINNED_PARTITIONS:
+        raise ProvenanceUnknown(f"input {pname} spans {len(keys)} partitions; at most "
+                                f"{MAX_PINNED_PARTITIONS} are keyed")
+    latest = step_context.instance.event_log_storage.get_latest_storage_id_by_partition(
+        parent, DagsterEventType.ASSET_MATERIALIZATION, partitions=set(keys))
+    missing = [k for k in keys if k not in latest]
+    if missing:
+        raise ProvenanceUnknown(f"input {pname} partition {missing[0]!r} has never been materialised")
+    moved = [k for k in keys if latest[k] > as_of]
+    if moved:
+        raise ProvenanceUnknown(f"input {pname} partition {moved[0]!r} was re-materialised after this step started")
+    records = step_context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=parent, storage_ids=sorted(set(latest.values()))), limit=len(latest)).records
+    if len(keys) == 1:
+        pin = str(latest[keys[0]])
+    else:
+        pin = hashlib.sha256(json.dumps([[k, latest[k]] for k in keys]).encode()).hexdigest()
+    newest_first = sorted(records, key=lambda r: r.storage_id, reverse=True)
+    return pin, list(dict.fromkeys(r.run_id for r in newest_first))
+
+
 def compute_step_provenance(step_context, asset_key: AssetKey, *, live_inputs_only: bool) -> StepProvenance:
     """Compute the key. With `live_inputs_only`, an input last materialised by a shadow run other than
     this run, or by a run that no longer exists, makes the key unknown (its data may not be in live
@@ -56,25 +99,35 @@ def compute_step_provenance(step_context, asset_key: AssetKey, *, live_inputs_on
             if info is None:
                 raise ProvenanceUnknown(f"input {pname} has never been materialised or observed")
             # Dagster's default (logical) data version ignores config and content, so the key also
-            # pins the exact upstream materialization (its storage id): a re-materialised input
+            # pins the exact upstream materialization(s) (storage ids): a re-materialised input
             # never matches, whatever its data version says.
             dv = info.data_version.value if info.data_version is not None else None
-            versions[pname] = f"{dv}@{info.storage_id}" if dv and dv not in ("UNKNOWN", "NULL") else dv
-            input_runs[pname] = info.run_id
-            if live_inputs_only and info.run_id and info.run_id != step_context.run_id:
-                if info.run_id not in shadow_cache:
-                    run = step_context.instance.get_run_by_id(info.run_id)
-                    # a producer Dagster no longer has (a shadow run purged after this step read the
-                    # asset index) is not provably live: refuse rather than trust its storage id
-                    shadow_cache[info.run_id] = "gone" if run is None else is_shadow_run(run.tags)
-                if shadow_cache[info.run_id] == "gone":
-                    raise ProvenanceUnknown(
-                        f"input {pname} was last materialised by run {info.run_id}, which no longer exists")
-                if shadow_cache[info.run_id]:
-                    raise ProvenanceUnknown(
-                        f"input {pname} was last materialised by shadow run {info.run_id}, not live")
+            pinned = None
+            if info.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+                pinned = _partition_pin(step_context, parent, info.storage_id)
+            pin, producers = pinned if pinned else (str(info.storage_id), [info.run_id])
+            versions[pname] = f"{dv}@{pin}" if dv and dv not in ("UNKNOWN", "NULL") else dv
+            input_runs[pname] = producers[0]
+            if live_inputs_only:
+                for producer in producers:
+                    _check_live_producer(step_context, pname, producer, shadow_cache)
         key = provenance_key(asset_key=name, partition_key=partition, code_version=node.code_version,
                              input_data_versions=versions, config=step_context.op_config)
         return StepProvenance(key, None, name, partition, input_runs)
     except ProvenanceUnknown as exc:
         return StepProvenance(None, exc.reason, name, partition, input_runs)
+
+
+def _check_live_producer(step_context, pname: str, run_id: str, cache: dict[str, bool | str]) -> None:
+    """Raise ProvenanceUnknown unless `run_id` (an input's producer) is this run, runless, or a live run."""
+    if not run_id or run_id == step_context.run_id:
+        return
+    if run_id not in cache:
+        run = step_context.instance.get_run_by_id(run_id)
+        # a producer Dagster no longer has (a shadow run purged after this step read the asset
+        # index) is not provably live: refuse rather than trust its storage id
+        cache[run_id] = "gone" if run is None else is_shadow_run(run.tags)
+    if cache[run_id] == "gone":
+        raise ProvenanceUnknown(f"input {pname} was last materialised by run {run_id}, which no longer exists")
+    if cache[run_id]:
+        raise ProvenanceUnknown(f"input {pname} was last materialised by shadow run {run_id}, not live")
