@@ -136,10 +136,11 @@ def load_shadow_job():
 LAUNCHES_PER_TICK = 1
 
 
-def make_load_sensor(chain_gap_s: float, max_load_per_core: float | None = None):
+def make_load_sensor(chain_gap_s: float, max_load_per_core: float | None = None,
+                     launches_per_tick: int | None = LAUNCHES_PER_TICK):
     """The speculative sensor with its defaults (policy caps included) plus the load guard, the
-    tick budget (`max_tick_share` 0.25) and one launch per tick (`max_launches_per_tick`: run workers
-    starting together saturate this host), stores
+    tick budget (`max_tick_share` 0.25) and, by default, one launch per tick (`max_launches_per_tick`:
+    run workers starting together saturate this host; None: no cap, the product default), stores
     under the bench directory; `chain_gap_s` is short because this workload starts its next job at once."""
     from shadow_dagster.dagster.speculative_sensor import build_speculative_sensor
     from shadow_dagster.speculation.policy import PolicyConfig
@@ -148,7 +149,7 @@ def make_load_sensor(chain_gap_s: float, max_load_per_core: float | None = None)
     url = f"sqlite:///{root / 'store.db'}"
     return build_speculative_sensor(signal_store_url=url, shadow_dir=str(root / "shadow"), output_store_url=url,
                                     chain_gap_s=chain_gap_s, policy=PolicyConfig(
-                                        max_load_per_core=max_load_per_core, max_launches_per_tick=LAUNCHES_PER_TICK),
+                                        max_load_per_core=max_load_per_core, max_launches_per_tick=launches_per_tick),
                                     max_tick_share=0.25)   # many live runs on one host: the tick budget
 
 
@@ -329,13 +330,14 @@ def _shadow_main(tags_json: str, keys_json: str) -> int:
 
 
 def _sensor_main(stop_file: str, out_file: str, ready_file: str, tick_s: float, chain_gap_s: float,
-                 max_load_per_core: float | None) -> int:
+                 max_load_per_core: float | None, launches_per_tick: int | None) -> int:
     """A daemon-like process: tick the sensor every `tick_s` (start to start) until `stop_file`
     exists, launch its requests (deduplicated by run key), then wait for the shadow runs and settle."""
     from dagster import DagsterInstance, build_sensor_context
 
     with DagsterInstance.get() as instance:
-        sensor, repo = make_load_sensor(chain_gap_s, max_load_per_core), load_defs().get_repository_def()
+        sensor = make_load_sensor(chain_gap_s, max_load_per_core, launches_per_tick)
+        repo = load_defs().get_repository_def()
         launcher, keys, ticks, errors, skips, cursor = ShadowLauncher(), set(), [], [], set(), None
         guarded = [0]
         ref = instance.get_ref()
@@ -390,16 +392,18 @@ def _sensor_main(stop_file: str, out_file: str, ready_file: str, tick_s: float, 
 class SensorProcess:
     """The speculative sensor ticking in its own process for the duration of a `with` block."""
 
-    def __init__(self, tmp: Path, tick_s: float, chain_gap_s: float, max_load_per_core: float | None):
+    def __init__(self, tmp: Path, tick_s: float, chain_gap_s: float, max_load_per_core: float | None,
+                 launches_per_tick: int | None = LAUNCHES_PER_TICK):
         tag = uuid.uuid4().hex
         self.stop, self.out, self.ready = tmp / f"stop-{tag}", tmp / f"sensor-{tag}.json", tmp / f"ready-{tag}"
         self.tick_s, self.chain_gap_s, self.report = tick_s, chain_gap_s, {}
         self.max_load = "none" if max_load_per_core is None else str(max_load_per_core)
+        self.per_tick = "none" if launches_per_tick is None else str(launches_per_tick)
 
     def __enter__(self):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "shadow_dagster.bench.load", "--sensor-loop", str(self.stop), str(self.out),
-             str(self.ready), str(self.tick_s), str(self.chain_gap_s), self.max_load],
+             str(self.ready), str(self.tick_s), str(self.chain_gap_s), self.max_load, self.per_tick],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 180
         while not self.ready.exists():               # its start-up is not charged to the live runs
@@ -548,9 +552,14 @@ def scaled_defaults(live: int) -> dict:
 def run(json_out: bool = False, *, live: int = 100, batches: int = 3, ack_s: float | None = None,
         fetch_s: float | None = None, work_s: float = 0.02, spread_s: float | None = None,
         workers: int | None = None, tick_s: float | None = None, chain_gap_s: float | None = None,
-        max_load_per_core: float | None = None, p_left: float = 0.9, seed: int = 7, echo=print) -> dict:
+        max_load_per_core: float | None = None, launches_per_tick: int | None = LAUNCHES_PER_TICK,
+        p_left: float = 0.9, seed: int = 7, echo=print) -> dict:
     """Run the load benchmark in a temporary DAGSTER_HOME; returns the figures (see module docstring).
-    Waits left None follow `scaled_defaults(live)`; `max_load_per_core` is the policy's load guard."""
+    Waits left None follow `scaled_defaults(live)`; `max_load_per_core` is the policy's load guard,
+    `launches_per_tick` its cap on launches per tick (None: no cap)."""
+    if launches_per_tick is not None and (isinstance(launches_per_tick, bool)
+                                          or not isinstance(launches_per_tick, int) or launches_per_tick < 1):
+        raise ValueError(f"launches_per_tick must be an integer >= 1 or None (no cap), got {launches_per_tick!r}")
     if isinstance(live, bool) or not isinstance(live, int) or live < 2:
         raise ValueError(f"live must be an integer >= 2, got {live!r}")
     dflt = scaled_defaults(live)
@@ -579,10 +588,11 @@ def run(json_out: bool = False, *, live: int = 100, batches: int = 3, ack_s: flo
         from shadow_dagster.tags import REUSED_FROM
 
         url = f"sqlite:///{root / 'store.db'}"
-        tick_s = tick_s or float(make_load_sensor(chain_gap_s, max_load_per_core).minimum_interval_seconds)
+        tick_s = tick_s or float(make_load_sensor(chain_gap_s, max_load_per_core,
+                                                  launches_per_tick).minimum_interval_seconds)
         out: dict = {"live": live, "batches": pattern, "ack_s": ack_s, "fetch_s": fetch_s, "work_s": work_s,
                      "spread_s": spread_s, "workers": workers, "tick_interval_s": tick_s, "cores": os.cpu_count(),
-                     "max_load_per_core": max_load_per_core, "max_launches_per_tick": LAUNCHES_PER_TICK}
+                     "max_load_per_core": max_load_per_core, "max_launches_per_tick": launches_per_tick}
         per: dict[str, dict] = {}          # batch name -> key index -> record
         sensor_reports, shadow, expected_live, errors = {}, {}, set(), []
         fit_cases = None
@@ -597,7 +607,7 @@ def run(json_out: bool = False, *, live: int = 100, batches: int = 3, ack_s: flo
                 say(f"batch {b + 1}/{len(pattern)}: speculation {mode}, {live} live instances ...")
                 cpu = {}
                 if mode == "on":
-                    with SensorProcess(root, tick_s, chain_gap_s, max_load_per_core) as daemon:
+                    with SensorProcess(root, tick_s, chain_gap_s, max_load_per_core, launches_per_tick) as daemon:
                         host0, t0 = _host_cpu(), time.perf_counter()
                         results = pool.run(specs)
                         host1, t1 = _host_cpu(), time.perf_counter()
@@ -764,5 +774,6 @@ if __name__ == "__main__":
         sys.exit(_shadow_main(sys.argv[2], sys.argv[3]))
     if sys.argv[1:2] == ["--sensor-loop"]:
         sys.exit(_sensor_main(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]), float(sys.argv[6]),
-                              None if sys.argv[7] == "none" else float(sys.argv[7])))
+                              None if sys.argv[7] == "none" else float(sys.argv[7]),
+                              None if sys.argv[8] == "none" else int(sys.argv[8])))
     run(json_out="--json" in sys.argv, live=int(os.environ.get("BENCH_LIVE", 10)))
