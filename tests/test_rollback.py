@@ -48,6 +48,9 @@ def test_outcomes_are_idempotent_and_stay_out_of_cases(store_url):
     assert cases_from_signals(store.signals()) == []              # outcomes never become workflow steps
     with pytest.raises(ValueError):
         OutcomeRecord("p1", "maybe", 0)
+    late = OutcomeRecord("p2", "miss", 1_700_000_300_000, reason="live run executed etl/a itself", output_lead_s=-2.5)
+    assert record_outcomes(store, [late]) == 1
+    assert {r.prediction_id: r.output_lead_s for r in read_outcomes(store)} == {"p1": None, "p2": -2.5}
     store.dispose()
 
 
@@ -338,13 +341,13 @@ def test_a_miss_says_when_the_shadow_output_was_ready_against_the_live_step(tmp_
     outputs = ShadowOutputStore(tmp_path / "shadow", f"sqlite:///{tmp_path / 's.db'}")
     run = DagsterRun(job_name=SHADOW_JOB_NAME, run_id="shadow-run-1", tags={SHADOW_TAG: "true"})
     assert _output_timing(run, GroupView("wf", steps=[(time.time(), "left/a", "SUCCESS", "r")]), "left/a",
-                          ["a"], outputs) == "; the shadow run wrote no output"
+                          ["a"], outputs) == ("; the shadow run wrote no output", None)
     made = outputs.write("ab" * 32, b"payload", asset_key="a", partition_key=None, run_id=run.run_id)
     ready = made.created_at.replace(tzinfo=made.created_at.tzinfo or timezone.utc).timestamp()
     early = GroupView("wf", steps=[(ready - 2.5, "left/a", "SUCCESS", "r")])
     late = GroupView("wf", steps=[(ready + 4.0, "left/a", "SUCCESS", "r")])
     assert _output_timing(run, early, "left/a", ["a"], outputs) == \
-        "; the shadow output was ready 2.5s after the live step started"
+        ("; the shadow output was ready 2.5s after the live step started", -2.5)
     assert _output_timing(run, late, "left/a", ["a"], outputs) == \
-        "; the shadow output was ready 4.0s before the live step started"
-    assert _output_timing(run, late, "left/other", ["a"], outputs) == ""      # no such live step
+        ("; the shadow output was ready 4.0s before the live step started", 4.0)
+    assert _output_timing(run, late, "left/other", ["a"], outputs) == ("", None)   # no such live step

@@ -511,11 +511,9 @@ def _shadow_figures(root: Path, url: str, prefix: str) -> dict:
         if stage == "miss":
             full = rec.reason or "?"
             reason = " ".join(full.split(";")[0].split()[:6])
-            if "; the shadow output was ready" in full:    # when it was ready, against the live step's start
-                before = full.rstrip().endswith("before the live step started")
-                secs = float(full.split("was ready ")[1].split("s ")[0])
-                reason += f"; output ready {'before' if before else 'after'} the live step started"
-                out.setdefault("miss_output_lead_s", []).append(round(secs if before else -secs, 2))
+            if rec.output_lead_s is not None:    # when it was ready, against the live step's start
+                reason += f"; output ready {'before' if rec.output_lead_s >= 0 else 'after'} the live step started"
+                out.setdefault("miss_output_lead_s", []).append(round(rec.output_lead_s, 2))
             elif "; the shadow run wrote no output" in full:
                 reason += "; no shadow output"
             out.setdefault("miss_reasons", {})[reason] = out.setdefault("miss_reasons", {}).get(reason, 0) + 1

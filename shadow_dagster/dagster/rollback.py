@@ -31,6 +31,7 @@ import time
 from datetime import timezone
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
@@ -90,6 +91,8 @@ class OutcomeRecord:
     position: int | None = None          # index in the live sequence the step was expected at
     prefix_length: int | None = None     # live steps started when it was prepared
     sources: tuple[str, ...] = ()        # prefetch: cache sources (live file paths) copied
+    output_lead_s: float | None = None   # miss the live step computed itself: seconds the shadow output
+                                         # was ready before the step started (< 0: after; None: no output)
 
     def __post_init__(self):
         if self.stage not in STAGES:
@@ -312,59 +315,72 @@ def _late(run, view: GroupView, activity: str, targets: list[str], outputs: Shad
 
 
 def _output_timing(run, view: GroupView, activity: str, targets: list[str],
-                   outputs: ShadowOutputStore | None) -> str:
-    """When the shadow output was ready relative to the live step's start (for a miss's reason)."""
+                   outputs: ShadowOutputStore | None) -> tuple[str, float | None]:
+    """When the shadow output was ready relative to the live step's start: (text for a miss's
+    reason, seconds it was ready before the start, < 0 after; None without an output)."""
     starts = [s for s, a, _, _ in view.steps if a == activity]
     if outputs is None or not starts:
-        return ""
+        return "", None
     made = []
     for key in targets:
         out = outputs.find_for_run(run.run_id, key, run.tags.get(PARTITION_TAG))
         if out is not None:
             made.append(_created_s(out))
     if not made:
-        return "; the shadow run wrote no output"
+        return "; the shadow run wrote no output", None
     lead = starts[-1] - max(made)
     return (f"; the shadow output was ready {lead:.1f}s before the live step started" if lead >= 0
-            else f"; the shadow output was ready {-lead:.1f}s after the live step started")
+            else f"; the shadow output was ready {-lead:.1f}s after the live step started"), round(lead, 3)
+
+
+class Verdict(NamedTuple):
+    """How a prediction settled: outcome, reason, seconds saved, and for a miss the live step
+    computed itself, when the shadow output was ready (see `OutcomeRecord.output_lead_s`)."""
+
+    outcome: str
+    reason: str
+    saved: float = 0.0
+    output_lead_s: float | None = None
 
 
 def _verdict(instance, run, view: GroupView, now: float, ttl_s: float, chain_gap_s: float,
              divergence_slack: int, outputs: ShadowOutputStore | None = None,
-             late_grace_s: float = 1.0) -> tuple[str, str, float] | None:
+             late_grace_s: float = 1.0) -> Verdict | None:
     """(outcome, reason, seconds saved) once the prediction is settled, else None."""
     tags = run.tags
     activity = tags.get(ACTIVITY_TAG, "")
     targets = json.loads(tags.get(TARGETS_TAG, "[]"))
     reused, saved = _reuse_of(instance, run, targets + _produced(run, targets))
     if targets and set(targets) <= reused:
-        return "hit", "live run reused the shadow output", saved
+        return Verdict("hit", "live run reused the shadow output", saved)
     used = sorted(reused - set(targets))
     if used:   # the run also made a downstream step's output, and the live run took that one
-        return "hit", f"live run reused {', '.join(used)} from this shadow run (not all of {activity})", saved
+        return Verdict("hit", f"live run reused {', '.join(used)} from this shadow run (not all of {activity})",
+                       saved)
     if run.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
-        return "miss", f"shadow run {run.status.value.lower()}", 0.0
+        return Verdict("miss", f"shadow run {run.status.value.lower()}")
     status = view.step_status(activity)
     if status in ("SUCCESS", "FAILURE", "SKIPPED"):
-        return "miss", (f"live run executed {activity} itself ({status.lower()}) without reuse"
-                         + _output_timing(run, view, activity, targets, outputs)), 0.0
+        timing, lead = _output_timing(run, view, activity, targets, outputs)
+        return Verdict("miss", f"live run executed {activity} itself ({status.lower()}) without reuse" + timing,
+                       output_lead_s=lead)
     if status == "IN_PROGRESS":
         late = _late(run, view, activity, targets, outputs, now, late_grace_s)
         if late:
-            return "miss", late, 0.0
+            return Verdict("miss", late)
     if status is None:
         if view.failed:
-            return "miss", view.failed, 0.0
+            return Verdict("miss", view.failed)
         start = int(tags.get(PREFIX_LEN_TAG, "0"))
         position = int(tags.get(POSITION_TAG, "0"))
         if len(view.prefix) > position + divergence_slack:
-            return "miss", f"live instance took another branch ({', '.join(view.prefix[start:][:4])})", 0.0
+            return Verdict("miss", f"live instance took another branch ({', '.join(view.prefix[start:][:4])})")
         ended = view.ended_at
         if ended is not None and now - ended > chain_gap_s:
-            return "miss", f"live instance ended without {activity}", 0.0
+            return Verdict("miss", f"live instance ended without {activity}")
     predicted_at = float(tags.get(PREDICTED_AT_TAG, "0") or 0)
     if status != "IN_PROGRESS" and now - predicted_at > ttl_s:
-        return "miss", f"prediction expired after {ttl_s:.0f}s", 0.0
+        return Verdict("miss", f"prediction expired after {ttl_s:.0f}s")
     return None
 
 
@@ -441,10 +457,10 @@ def resolve_shadow_runs(
                                output_store)
             if verdict is None:
                 continue
-            outcome, reason, saved = verdict
+            outcome, reason = verdict.outcome, verdict.reason
             res = Resolution(pid, run.run_id, outcome, reason)
             if outcome == "hit":
-                res.seconds_saved = saved
+                res.seconds_saved = verdict.saved
             else:
                 res.cancelled = cancel_shadow_run(instance, run)
                 res.seconds_wasted = _wasted(instance, run, now)
@@ -456,7 +472,7 @@ def resolve_shadow_runs(
                 pid, outcome, int(now * 1000), workflow=run.tags.get(SHADOW_WORKFLOW_TAG), workflow_key=key,
                 activity=run.tags.get(ACTIVITY_TAG), probability=float(run.tags.get(PROBABILITY_TAG, 0) or 0),
                 shadow_run_id=run.run_id, seconds_saved=res.seconds_saved, seconds_wasted=res.seconds_wasted,
-                reason=reason))
+                reason=reason, output_lead_s=verdict.output_lead_s))
             break
     record_outcomes(signal_store, records)   # settled first: a purge never loses an outcome
     if purge != "off":
