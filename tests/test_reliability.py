@@ -105,11 +105,12 @@ def test_reliability_command_prints_one_json_summary(dagster_home):
                 "spoofed_reuses"):
         assert isinstance(result[key], int), key
     s = result["sections"]
-    assert result["trials"] == 1 + 1000 + 7 + len(s["isolation"]["scenarios"]) + len(spoofing.SCENARIOS)
+    assert result["trials"] == 1 + 1000 + 8 + len(s["isolation"]["scenarios"]) + len(spoofing.SCENARIOS)
     assert (result["duplicates"], result["losses"], result["live_writes"], result["critical_in_shadow"]) == (0,) * 4
     assert result["postgres"] == "skipped" and "turned off" in s["postgres_skipped"]
     real = s["stale_real"]
-    assert (real["stale_reuses"], real["wrong_values"], real["missed_reuses"], real["correct_reuses"]) == (0, 0, 0, 1)
+    # one trial per mutation: reuse exactly where the live step reads what the shadow run read
+    assert (real["stale_reuses"], real["wrong_values"], real["missed_reuses"], real["correct_reuses"]) == (0, 0, 0, 2)
     iso = s["isolation"]
     assert iso["torn_promotions"] == 0 and iso["complete_without_file"] == 0
     attacks = {k: v for k, v in iso["scenarios"].items() if k not in ("plain", "killed_shadow_write", "killed_promotion")}

@@ -40,7 +40,7 @@ def plan(trials: int) -> dict:
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"trials must be a positive integer, got {trials!r}")
     return {"fault_trials_per_backend": trials, "pure_stale_trials": max(1000, 10 * trials),
-            "real_stale_trials": max(7, trials // 2), "isolation_rounds": max(1, trials // 50),
+            "real_stale_trials": max(8, trials // 2), "isolation_rounds": max(1, trials // 50),
             "spoofing_rounds": max(1, trials // 50), "workload_runs": 4 if trials < 50 else 6}
 
 
