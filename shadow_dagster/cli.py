@@ -237,22 +237,23 @@ def bench_tick_curve(ns, as_json) -> None:
               help="sensor interval [its minimum_interval_seconds at --live 100]")
 @click.option("--max-load-per-core", default="none", show_default=True,
               help="the policy's load guard for the sensor, e.g. 1.5 ('none': off, the product default)")
-@click.option("--launches-per-tick", default="1", show_default=True,
-              help="the policy's cap on shadow launches per tick ('none': no cap, the product default)")
+@click.option("--launches-per-tick", default="auto", show_default=True,
+              help="the policy's cap on shadow launches per tick: a number, 'none' (no cap) or 'auto' "
+                   "(the product default: 1 here, where shadow runs start on the live runs' host)")
 @click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
 @user_errors
 def bench_load(live, batches, ack_s, fetch_s, spread_s, tick_s, max_load_per_core, launches_per_tick,
                as_json) -> None:
     """LIVE workflow instances at once, speculation off and on: slowdown, tick time, shadow runs."""
-    from shadow_dagster.bench.load import run
+    from shadow_dagster.bench.load import parse_launch_cap, run
 
     guard = None if max_load_per_core.strip().lower() == "none" else float(max_load_per_core)
-    cap = launches_per_tick.strip().lower()
-    if cap != "none" and not cap.isdigit():
-        raise click.BadParameter(f"expected a whole number >= 1 or 'none', got {launches_per_tick!r}",
-                                 param_hint="--launches-per-tick")
+    try:
+        cap = parse_launch_cap(launches_per_tick)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--launches-per-tick") from None
     run(as_json, live=live, batches=batches, ack_s=ack_s, fetch_s=fetch_s, spread_s=spread_s, tick_s=tick_s,
-        max_load_per_core=guard, launches_per_tick=None if cap == "none" else int(cap), echo=click.echo)
+        max_load_per_core=guard, launches_per_tick=cap, echo=click.echo)
 
 
 @bench.command("fingerprint")

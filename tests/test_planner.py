@@ -15,7 +15,8 @@ CATALOG = {
     "etl/report": StepInfo(("report",), critical=False, deps=("published",), duration_s=2),
     "etl/model": StepInfo(("model",), critical=False, deps=("raw", "ext"), duration_s=6, partitioned=True),
 }
-POLICY = PolicyState(PolicyConfig(min_probability=0.0, max_concurrent=10, max_per_workflow=10))
+POLICY = PolicyState(PolicyConfig(min_probability=0.0, max_concurrent=10, max_per_workflow=10,
+                                  max_launches_per_tick=None))
 
 
 def run_plan(cands, available=("raw",), policy=POLICY, **kw):
@@ -110,9 +111,24 @@ def test_launches_per_tick_are_capped_when_asked():
     assert [w.activity for w in p.work] == ["etl/model"]          # the better one goes first
     assert p.skipped["etl/clean"] == "cap on launches per tick reached"
     assert run_plan(cands, available=("raw", "ext"), policy=capped, launches_this_tick=1).work == []
-    assert len(run_plan(cands, available=("raw", "ext")).work) == 2   # no cap by default
+    assert len(run_plan(cands, available=("raw", "ext")).work) == 2   # None: no cap
     with pytest.raises(ValueError, match="max_launches_per_tick"):
         PolicyConfig(max_launches_per_tick=0)
+    with pytest.raises(ValueError, match="max_launches_per_tick"):
+        PolicyConfig(max_launches_per_tick="sometimes")
+
+
+def test_auto_launch_cap_is_one_on_the_live_host_and_none_elsewhere():
+    auto = PolicyConfig(min_probability=0.0, max_concurrent=10, max_per_workflow=10)
+    assert auto.max_launches_per_tick == "auto" and auto.launch_cap == 1      # unresolved: cautious
+    assert auto.resolve_launch_cap(runs_on_live_host=True).max_launches_per_tick == 1
+    assert auto.resolve_launch_cap(runs_on_live_host=False).max_launches_per_tick is None
+    fixed = PolicyConfig(max_launches_per_tick=3)
+    assert fixed.resolve_launch_cap(runs_on_live_host=True) is fixed           # an explicit cap stays
+    cands = [Candidate("etl/clean", 0.9, 100), Candidate("etl/model", 0.9, 100)]
+    remote = PolicyState(auto.resolve_launch_cap(runs_on_live_host=False))
+    assert len(run_plan(cands, available=("raw", "ext"), policy=PolicyState(auto)).work) == 1
+    assert len(run_plan(cands, available=("raw", "ext"), policy=remote).work) == 2
 
 
 def test_position_follows_depth():

@@ -277,3 +277,19 @@ def check_report_and_cli(world, instance, *, hits, misses):
     assert out.exit_code == 0 and "deleted" in out.output, out.output
     bad = runner.invoke(shadow, ["gc", "--store-url", world.url, "--shadow-dir", str(world.shadow / "nope")])
     assert bad.exit_code != 0 and "does not exist" in bad.output
+
+
+def test_auto_launch_cap_follows_the_run_launcher(instance):
+    """The default launcher starts run workers on this host, next to the live runs: "auto" caps
+    launches at one per tick there. Launchers of the Kubernetes, Docker and ECS packages start runs
+    on other nodes: no cap."""
+    from dagster._core.launcher import DefaultRunLauncher
+
+    from shadow_dagster.dagster.speculative_sensor import REMOTE_LAUNCHER_PACKAGES, runs_on_live_host
+
+    assert isinstance(instance.run_launcher, DefaultRunLauncher) and runs_on_live_host(instance)
+
+    class Elsewhere:   # an instance whose launcher class lives in a remote launcher's package
+        run_launcher = type("K8sRunLauncher", (), {"__module__": "dagster_k8s.launcher"})()
+
+    assert "dagster_k8s" in REMOTE_LAUNCHER_PACKAGES and not runs_on_live_host(Elsewhere())

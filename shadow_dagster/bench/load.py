@@ -133,14 +133,11 @@ def load_shadow_job():
     return load_defs().resolve_job_def(SHADOW_JOB_NAME)
 
 
-LAUNCHES_PER_TICK = 1
-
-
 def make_load_sensor(chain_gap_s: float, max_load_per_core: float | None = None,
-                     launches_per_tick: int | None = LAUNCHES_PER_TICK):
+                     launches_per_tick: int | None | str = "auto"):
     """The speculative sensor with its defaults (policy caps included) plus the load guard, the
-    tick budget (`max_tick_share` 0.25) and, by default, one launch per tick (`max_launches_per_tick`:
-    run workers starting together saturate this host; None: no cap, the product default), stores
+    tick budget (`max_tick_share` 0.25) and the launch cap (`max_launches_per_tick`: "auto", the
+    default, is one launch per tick here, where shadow runs start on the live runs' host), stores
     under the bench directory; `chain_gap_s` is short because this workload starts its next job at once."""
     from shadow_dagster.dagster.speculative_sensor import build_speculative_sensor
     from shadow_dagster.speculation.policy import PolicyConfig
@@ -330,7 +327,7 @@ def _shadow_main(tags_json: str, keys_json: str) -> int:
 
 
 def _sensor_main(stop_file: str, out_file: str, ready_file: str, tick_s: float, chain_gap_s: float,
-                 max_load_per_core: float | None, launches_per_tick: int | None) -> int:
+                 max_load_per_core: float | None, launches_per_tick: int | None | str) -> int:
     """A daemon-like process: tick the sensor every `tick_s` (start to start) until `stop_file`
     exists, launch its requests (deduplicated by run key), then wait for the shadow runs and settle."""
     from dagster import DagsterInstance, build_sensor_context
@@ -389,11 +386,21 @@ def _sensor_main(stop_file: str, out_file: str, ready_file: str, tick_s: float, 
     return 0
 
 
+def parse_launch_cap(text: str) -> int | None | str:
+    """`max_launches_per_tick` from its command-line spelling: a whole number, "none" or "auto"."""
+    text = text.strip().lower()
+    if text in ("none", "auto"):
+        return None if text == "none" else text
+    if not text.isdigit():
+        raise ValueError(f"launches per tick: expected a whole number >= 1, 'none' or 'auto', got {text!r}")
+    return int(text)
+
+
 class SensorProcess:
     """The speculative sensor ticking in its own process for the duration of a `with` block."""
 
     def __init__(self, tmp: Path, tick_s: float, chain_gap_s: float, max_load_per_core: float | None,
-                 launches_per_tick: int | None = LAUNCHES_PER_TICK):
+                 launches_per_tick: int | None | str = "auto"):
         tag = uuid.uuid4().hex
         self.stop, self.out, self.ready = tmp / f"stop-{tag}", tmp / f"sensor-{tag}.json", tmp / f"ready-{tag}"
         self.tick_s, self.chain_gap_s, self.report = tick_s, chain_gap_s, {}
@@ -550,14 +557,15 @@ def scaled_defaults(live: int) -> dict:
 def run(json_out: bool = False, *, live: int = 100, batches: int = 3, ack_s: float | None = None,
         fetch_s: float | None = None, work_s: float = 0.02, spread_s: float | None = None,
         workers: int | None = None, tick_s: float | None = None, chain_gap_s: float | None = None,
-        max_load_per_core: float | None = None, launches_per_tick: int | None = LAUNCHES_PER_TICK,
+        max_load_per_core: float | None = None, launches_per_tick: int | None | str = "auto",
         p_left: float = 0.9, seed: int = 7, echo=print) -> dict:
     """Run the load benchmark in a temporary DAGSTER_HOME; returns the figures (see module docstring).
     Waits left None follow `scaled_defaults(live)`; `max_load_per_core` is the policy's load guard,
-    `launches_per_tick` its cap on launches per tick (None: no cap)."""
-    if launches_per_tick is not None and (isinstance(launches_per_tick, bool)
-                                          or not isinstance(launches_per_tick, int) or launches_per_tick < 1):
-        raise ValueError(f"launches_per_tick must be an integer >= 1 or None (no cap), got {launches_per_tick!r}")
+    `launches_per_tick` its cap on launches per tick (None: no cap; "auto": the product default)."""
+    from shadow_dagster.dagster.speculative_sensor import runs_on_live_host
+    from shadow_dagster.speculation.policy import PolicyConfig
+
+    cap_config = PolicyConfig(max_launches_per_tick=launches_per_tick)   # validates it
     if isinstance(live, bool) or not isinstance(live, int) or live < 2:
         raise ValueError(f"live must be an integer >= 2, got {live!r}")
     dflt = scaled_defaults(live)
@@ -590,7 +598,8 @@ def run(json_out: bool = False, *, live: int = 100, batches: int = 3, ack_s: flo
                                                   launches_per_tick).minimum_interval_seconds)
         out: dict = {"live": live, "batches": pattern, "ack_s": ack_s, "fetch_s": fetch_s, "work_s": work_s,
                      "spread_s": spread_s, "workers": workers, "tick_interval_s": tick_s, "cores": os.cpu_count(),
-                     "max_load_per_core": max_load_per_core, "max_launches_per_tick": launches_per_tick}
+                     "max_load_per_core": max_load_per_core, "max_launches_per_tick": launches_per_tick,
+                     "launch_cap": cap_config.resolve_launch_cap(runs_on_live_host(instance)).launch_cap}
         per: dict[str, dict] = {}          # batch name -> key index -> record
         sensor_reports, shadow, expected_live, errors = {}, {}, set(), []
         fit_cases = None
@@ -773,5 +782,5 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--sensor-loop"]:
         sys.exit(_sensor_main(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]), float(sys.argv[6]),
                               None if sys.argv[7] == "none" else float(sys.argv[7]),
-                              None if sys.argv[8] == "none" else int(sys.argv[8])))
+                              parse_launch_cap(sys.argv[8])))
     run(json_out="--json" in sys.argv, live=int(os.environ.get("BENCH_LIVE", 10)))

@@ -277,6 +277,18 @@ def host_load_per_core() -> float | None:
 
 
 # ------------------------------------------------------------------------------ the sensor
+REMOTE_LAUNCHER_PACKAGES = ("dagster_k8s", "dagster_docker", "dagster_aws", "dagster_celery_k8s",
+                            "dagster_celery_docker")
+
+
+def runs_on_live_host(instance) -> bool:
+    """Whether the instance's run launcher starts runs on this host, next to the live runs (the
+    default launcher's subprocesses, in-process launchers, unknown launchers), rather than on other
+    nodes (the Kubernetes, Docker and ECS launchers). Decides the policy's "auto" launch cap."""
+    module = type(instance.run_launcher).__module__
+    return not module.startswith(REMOTE_LAUNCHER_PACKAGES)
+
+
 def build_speculative_sensor(
     *,
     name: str = SPECULATIVE_SENSOR_NAME,
@@ -380,7 +392,8 @@ def build_speculative_sensor(
         if catalog is None:
             catalog = catalogs[id(repo)] = build_catalog(repo, job_name)
         recent = read_outcomes(signals, since_ms=int((now - 30 * 86400) * 1000))
-        state = PolicyState.from_outcomes(policy_outcomes(recent), policy)
+        state = PolicyState.from_outcomes(
+            policy_outcomes(recent), policy.resolve_launch_cap(runs_on_live_host(instance)))
         prepared, open_prep, budget = [], {}, Budget.start(preparer.config)
         if preparer.active:
             prep = preparer.repo(repo, instance)

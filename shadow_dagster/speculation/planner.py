@@ -240,7 +240,7 @@ def plan(
             partition_key=partition_key if partitioned else None)
         scored.append((policy.net_value(cand.probability, saving, cost), work))
     room = policy.capacity(in_flight_total, in_flight_workflow)
-    per_tick = policy.config.max_launches_per_tick
+    per_tick = policy.config.launch_cap
     tick_room = room if per_tick is None else max(0, per_tick - launches_this_tick)
     for i, (_, work) in enumerate(sorted(scored, key=lambda x: (-x[0], x[1].activity))):
         if i < min(room, tick_room):
