@@ -346,7 +346,7 @@ class Verdict(NamedTuple):
 def _verdict(instance, run, view: GroupView, now: float, ttl_s: float, chain_gap_s: float,
              divergence_slack: int, outputs: ShadowOutputStore | None = None,
              late_grace_s: float = 1.0) -> Verdict | None:
-    """(outcome, reason, seconds saved) once the prediction is settled, else None."""
+    """The Verdict once the prediction is settled, else None."""
     tags = run.tags
     activity = tags.get(ACTIVITY_TAG, "")
     targets = json.loads(tags.get(TARGETS_TAG, "[]"))
