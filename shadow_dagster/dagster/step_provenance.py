@@ -26,13 +26,12 @@ MAX_PINNED_PARTITIONS = 1000  # a step reading more input partitions than this i
 
 @dataclass(frozen=True)
 class StepProvenance:
-    """A provenance key, or the reason it is unknown; `input_runs` maps input asset -> producing run."""
+    """A provenance key, or the reason it is unknown."""
 
     key: str | None
     reason: str | None
     asset_key: str
     partition_key: str | None
-    input_runs: dict[str, str]
 
 
 def step_partition_key(step_context, asset_key: AssetKey) -> str | None:
@@ -46,9 +45,9 @@ def step_partition_key(step_context, asset_key: AssetKey) -> str | None:
     return str(start)
 
 
-def _partition_pin(step_context, parent: AssetKey, as_of: int) -> tuple[str, list[str]] | None:
+def _partition_pin(step_context, parent: AssetKey, as_of: int) -> tuple[str, list[int]] | None:
     """For an input read by partition: a pin naming the latest materialization of each partition the
-    step reads, and the runs that produced them; None for an unpartitioned input.
+    step reads, and their storage ids; None for an unpartitioned input.
 
     `as_of` is the asset's latest storage id when the step started, before it loaded its inputs
     (Dagster reads it then); a partition re-materialised since may not be what the step read, so
@@ -71,14 +70,18 @@ def _partition_pin(step_context, parent: AssetKey, as_of: int) -> tuple[str, lis
     moved = [k for k in keys if latest[k] > as_of]
     if moved:
         raise ProvenanceUnknown(f"input {pname} partition {moved[0]!r} was re-materialised after this step started")
-    records = step_context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=parent, storage_ids=sorted(set(latest.values()))), limit=len(latest)).records
     if len(keys) == 1:
         pin = str(latest[keys[0]])
     else:
         pin = hashlib.sha256(json.dumps([[k, latest[k]] for k in keys]).encode()).hexdigest()
-    newest_first = sorted(records, key=lambda r: r.storage_id, reverse=True)
-    return pin, list(dict.fromkeys(r.run_id for r in newest_first))
+    return pin, sorted(set(latest.values()))
+
+
+def _producers(step_context, parent: AssetKey, storage_ids: list[int]) -> list[str]:
+    """The runs that wrote these materializations of `parent`."""
+    records = step_context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=parent, storage_ids=storage_ids), limit=len(storage_ids)).records
+    return sorted({r.run_id for r in records})
 
 
 def compute_step_provenance(step_context, asset_key: AssetKey, *, live_inputs_only: bool) -> StepProvenance:
@@ -86,7 +89,6 @@ def compute_step_provenance(step_context, asset_key: AssetKey, *, live_inputs_on
     this run, or by a run that no longer exists, makes the key unknown (its data may not be in live
     storage). Runless materializations (run id "") count as live."""
     name = asset_key.to_user_string()
-    input_runs: dict[str, str] = {}
     partition = None
     try:
         partition = step_partition_key(step_context, asset_key)
@@ -105,17 +107,17 @@ def compute_step_provenance(step_context, asset_key: AssetKey, *, live_inputs_on
             pinned = None
             if info.event_type == DagsterEventType.ASSET_MATERIALIZATION:
                 pinned = _partition_pin(step_context, parent, info.storage_id)
-            pin, producers = pinned if pinned else (str(info.storage_id), [info.run_id])
+            pin = pinned[0] if pinned else str(info.storage_id)
             versions[pname] = f"{dv}@{pin}" if dv and dv not in ("UNKNOWN", "NULL") else dv
-            input_runs[pname] = producers[0]
-            if live_inputs_only:
+            if live_inputs_only:   # only the live check needs the producing runs (one more query)
+                producers = _producers(step_context, parent, pinned[1]) if pinned else [info.run_id]
                 for producer in producers:
                     _check_live_producer(step_context, pname, producer, shadow_cache)
         key = provenance_key(asset_key=name, partition_key=partition, code_version=node.code_version,
                              input_data_versions=versions, config=step_context.op_config)
-        return StepProvenance(key, None, name, partition, input_runs)
+        return StepProvenance(key, None, name, partition)
     except ProvenanceUnknown as exc:
-        return StepProvenance(None, exc.reason, name, partition, input_runs)
+        return StepProvenance(None, exc.reason, name, partition)
 
 
 def _check_live_producer(step_context, pname: str, run_id: str, cache: dict[str, bool | str]) -> None:
