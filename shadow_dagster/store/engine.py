@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from pathlib import Path
 
@@ -62,10 +63,26 @@ def default_url(dagster_home: str | None = None) -> str:
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")      # readers never block the writer (daemon + workers)
-    cur.execute("PRAGMA synchronous=NORMAL")    # durable in WAL mode at commit boundaries
     cur.execute("PRAGMA busy_timeout=30000")    # wait for a concurrent writer instead of failing
+    _use_wal(cur)                               # readers never block the writer (daemon + workers)
+    cur.execute("PRAGMA synchronous=NORMAL")    # durable in WAL mode at commit boundaries
     cur.close()
+
+
+def _use_wal(cur, wait_s: float = 30.0) -> None:
+    """Switch the database to WAL once (the mode is stored in the file). Switching needs the file
+    to itself and SQLite answers "database is locked" at once, without the busy timeout, when
+    another process holds it (several processes opening a fresh store together): retry a while."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def create_engine(url: str) -> sa.Engine:
