@@ -119,6 +119,32 @@ def test_refit_schedule_skips_until_new_runs_finish(instance, defs, tmp_path):
     assert len(requests) == 1 and requests[0].tags["shadow_dagster/refit_new_runs"] == "2"
 
 
+def test_refit_schedule_after_a_successful_refit_skips_until_new_runs_finish(instance, defs, tmp_path):
+    """Once a refit succeeded, the schedule counts runs from it: nothing new -> skip, new runs -> a request."""
+    store = SignalStore(f"sqlite:///{tmp_path / 's.db'}")
+    repo = defs.get_repository_def()
+    schedule = repo.get_schedule_def("shadow_dagster_refit_schedule")
+    resources = {"shadow_signal_store": repo.get_top_level_resources()["shadow_signal_store"]}
+
+    def tick():
+        return schedule.evaluate_tick(dg.build_schedule_context(instance=instance, resources=resources))
+
+    history(instance, n=2)
+    ingest(instance, store, resolution_ms=1)   # exact end times: the new run below ends after the refit
+    refit(defs, instance)                      # a real SUCCESS run of the refit job on this instance
+    ingest(instance, store, resolution_ms=1)   # the refit's own run events land too (and are excluded)
+    last = instance.get_run_records(dg.RunsFilter(job_name=REFIT_JOB), limit=1)[0]
+    assert last.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+
+    skipped = tick()
+    assert not skipped.run_requests and "0 run(s) finished since the last refit" in skipped.skip_message
+
+    nightly.execute_in_process(instance=instance, tags={"shadow_dagster/workflow": "night-new"})
+    ingest(instance, store, resolution_ms=1)
+    requests = tick().run_requests
+    assert len(requests) == 1 and requests[0].tags["shadow_dagster/refit_new_runs"] == "1"
+
+
 def test_window_and_retention_are_validated_at_load_time():
     with pytest.raises(ValueError, match="window_days must be a positive"):
         shadow_definitions(window_days=0)

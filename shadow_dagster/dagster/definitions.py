@@ -53,7 +53,10 @@ def build_refit_schedule(job, store: SignalStoreResource, *, cron: str, min_new_
     def _refit(context: ScheduleEvaluationContext):
         from dagster import DagsterRunStatus, RunsFilter
 
-        last = context.instance.get_runs(
+        # RunRecord (not DagsterRun) carries the timestamps. Count from when the last successful
+        # refit was created: a run that ended after that may have been missed by its fit, and a
+        # refit on unchanged history is a no-op, so erring early costs nothing.
+        last = context.instance.get_run_records(
             filters=RunsFilter(job_name=job.name, statuses=[DagsterRunStatus.SUCCESS]), limit=1
         )
         since_ms = int(last[0].create_timestamp.timestamp() * 1000) if last else None
