@@ -91,7 +91,7 @@ def test_a_shadow_run_that_would_finish_late_is_not_launched():
     # clean takes 4 s; launching costs 1 s: with 4.5 s to go it would land after the live run
     # started the step (the live run never waits), so a near-certain guess still saves nothing
     late = run_plan([Candidate("etl/clean", 0.99, 4.5)], launch_overhead_s=1.0)
-    assert late.work == [] and "saving=0.00s" in late.skipped["etl/clean"]
+    assert late.work == [] and "expected saving 0.0 s" in late.skipped["etl/clean"]
     # with the deadline margin (25 % of 4 s) to spare it is launched, saving the whole step
     fits = run_plan([Candidate("etl/clean", 0.99, 6.0)], launch_overhead_s=1.0).work
     assert [w.expected_saving_s for w in fits] == [4.0]
@@ -174,3 +174,32 @@ def test_expand_sums_the_paths_through_either_branch_of_a_fork():
     assert found["d"].probability == 1.0 and found["d"].depth == 2
     assert found["d"].eta_s == 0.5 * 2.0 + 0.5 * 4.0   # weighted by the branch taken
     assert found["b"].probability == 0.5 and found["c"].eta_s == 3.0
+
+
+def test_policy_refusals_say_in_words_why_with_the_numbers():
+    import re
+
+    def numbers(text):
+        return set(re.findall(r"\d+\.\d+", text))
+
+    # too late: the reason names the ETA and what a shadow run needs (launch + compute)
+    late = run_plan([Candidate("etl/clean", 0.99, 4.5)], launch_overhead_s=1.0).skipped["etl/clean"]
+    assert late.startswith("policy: no launch") and "expected saving 0.0 s" in late
+    assert {"4.5", "1.0", "4.0", "5.0"} <= numbers(late) and "launch" in late and "compute" in late
+    # a producer in the same run is part of what must finish first
+    prod = run_plan([Candidate("etl/features", 0.99, 7.0)]).skipped["etl/features"]
+    assert "producers 4.0 s" in prod and "compute 3.0 s" in prod and "7.0" in prod
+    # the live run is due any moment
+    now = run_plan([Candidate("etl/clean", 0.99, 0.0)], launch_overhead_s=1.0).skipped["etl/clean"]
+    assert "any moment" in now and "expected saving 0.0 s" in now
+    # not worth it: both sides of p' x S > (1 - p') x C x ratio, with their values
+    strict = PolicyState(PolicyConfig(ratio=2.0, min_probability=0.0, max_concurrent=5, max_per_workflow=5))
+    value = run_plan([Candidate("etl/clean", 0.6, 100)], policy=strict).skipped["etl/clean"]
+    assert "probability 0.60" in value and "saving 4.0 s" in value and "cost 4.0 s" in value
+    assert "ratio 2" in value and {"2.40", "3.20"} <= numbers(value)      # 0.6 x 4 vs 0.4 x 4 x 2
+    # below the minimum probability
+    low = PolicyState(PolicyConfig(min_probability=0.5, max_concurrent=5, max_per_workflow=5))
+    below = run_plan([Candidate("etl/clean", 0.3, 100)], policy=low).skipped["etl/clean"]
+    assert "probability 0.30" in below and "minimum 0.50" in below
+    for reason in (late, prod, now, value, below):
+        assert "inf" not in reason and "threshold" not in reason

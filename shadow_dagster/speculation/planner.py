@@ -162,6 +162,18 @@ def _closure(activity: str, catalog: Mapping[str, StepInfo], producer: Mapping[s
     return ([], reason) if reason else (order[::-1], None)
 
 
+def _too_late(eta_s: float | None, durations: Sequence[float], launch_overhead_s: float) -> str:
+    """Why a shadow run would save nothing: it could not finish before the live run gets there."""
+    when = ("may reach the step any moment (ETA 0.0 s)" if not eta_s
+            else f"may reach the step in {eta_s:.1f} s (early ETA)")
+    parts = [f"launch {launch_overhead_s:.1f} s"] if launch_overhead_s else []
+    if len(durations) > 1:
+        parts.append(f"producers {sum(durations[1:]):.1f} s")
+    parts.append(f"compute {durations[0]:.1f} s")
+    return (f"expected saving 0.0 s: the live run {when}, before a shadow run could finish it "
+            f"({' + '.join(parts)} = {launch_overhead_s + sum(durations):.1f} s)")
+
+
 def plan(
     *,
     workflow: str,
@@ -226,9 +238,11 @@ def plan(
         # the producers must finish first: the step itself is saved only if all of it finishes in time
         saving = expected_saving(durations[0], None if cand.eta_s is None else max(
             0.0, cand.eta_s - sum(durations[1:])), launch_overhead_s, policy.config.deadline_margin)
-        if not policy.worth_it(cand.probability, saving, cost):
-            out.skipped[act] = (f"policy: p={cand.probability:.3f} saving={saving:.2f}s cost={cost:.2f}s "
-                                f"below threshold {policy.threshold(saving, cost):.3f}")
+        refusal = policy.refusal(cand.probability, saving, cost)
+        if refusal is not None:
+            if saving <= 0 and durations[0] > 0 and cand.probability >= policy.config.min_probability:
+                refusal = _too_late(cand.eta_s, durations, launch_overhead_s)
+            out.skipped[act] = f"policy: no launch: {refusal}"
             continue
         assets = tuple(dict.fromkeys(a for x in acts for a in catalog[x].assets))
         partitioned = any(catalog[a].partitioned for a in acts)

@@ -173,6 +173,22 @@ class PolicyState:
         p = self.adjusted(probability)
         return p * saving_s > (1.0 - p) * cost_s * self.config.ratio
 
+    def refusal(self, probability: float, saving_s: float, cost_s: float) -> str | None:
+        """Why `worth_it` says no, in words with the numbers compared; None when it says yes."""
+        if self.worth_it(probability, saving_s, cost_s):
+            return None
+        cfg = self.config
+        if probability < cfg.min_probability:
+            return f"probability {probability:.2f} is below the minimum {cfg.min_probability:.2f}"
+        if saving_s <= 0:
+            return "expected saving 0.0 s: nothing to gain"
+        p = self.adjusted(probability)
+        calibrated = (f" (predicted {probability:.2f}, calibrated x{self.calibration:.2f} by recent outcomes)"
+                      if abs(p - probability) > 5e-3 else "")
+        return (f"probability {p:.2f}{calibrated} x saving {saving_s:.1f} s = {p * saving_s:.2f} s is not more "
+                f"than {1 - p:.2f} x cost {cost_s:.1f} s x ratio {cfg.ratio:g} = "
+                f"{(1 - p) * cost_s * cfg.ratio:.2f} s")
+
     def net_value(self, probability: float, saving_s: float, cost_s: float) -> float:
         """Expected seconds gained: p' * S - (1 - p') * C * ratio (ranks candidates)."""
         p = self.adjusted(probability)
