@@ -133,11 +133,27 @@ def predict(run_id, as_json) -> None:
         click.echo(f"no prediction: {pred.reason}")
         return
     click.echo(f"predictor {pred.predictor}; end of instance next: p={pred.end_probability:.3f}")
+    since = (f"{result.elapsed_seconds:.1f} s since {result.prefix[-1]} started"
+             if result.prefix and result.elapsed_seconds is not None else None)
+    if since:
+        click.echo(f"elapsed: {since}")
     click.echo(f"{'next step':<40} {'p':>6} {'ETA s':>8}")
+    overdue = set(result.overdue)
     for step in pred.steps:
-        eta = "" if step.eta_seconds is None else f"{step.eta_seconds:.1f}"
+        if step.activity in overdue:
+            eta = "overdue"
+        elif not result.prefix:
+            eta = "at start"     # the first step starts with the run
+        else:
+            eta = "" if step.eta_seconds is None else f"{step.eta_seconds:.1f}"
         click.echo(f"{step.activity:<40} {step.probability:>6.3f} {eta:>8}")
-    if pred.expected_remaining_seconds is not None:
+    if overdue:
+        click.echo(f"overdue: {since}, longer than any past instance took to reach the step(s) "
+                   "marked; no ETA until one of them starts")
+    if result.remaining_unknown:
+        click.echo(f"expected remaining duration: unknown, the instance is slower than every one in its "
+                   f"history ({since})")
+    elif pred.expected_remaining_seconds is not None:
         click.echo(f"expected remaining duration: {pred.expected_remaining_seconds:.1f} s")
 
 

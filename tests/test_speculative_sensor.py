@@ -293,3 +293,56 @@ def test_auto_launch_cap_follows_the_run_launcher(instance):
         run_launcher = type("K8sRunLauncher", (), {"__module__": "dagster_k8s.launcher"})()
 
     assert "dagster_k8s" in REMOTE_LAUNCHER_PACKAGES and not runs_on_live_host(Elsewhere())
+
+
+def test_predict_gives_a_running_instance_the_fingerprints_eta(world, instance, monkeypatch):
+    """`shadow-dagster predict` on a live instance held at a running step: positive ETA and
+    remaining duration, exactly the fingerprint's timing for that prefix and elapsed time; past
+    every observed interval it says overdue / unknown instead of a misleading 0.0."""
+    import json
+
+    from click.testing import CliRunner
+
+    import shadow_dagster.dagster.live as live
+    from shadow_dagster.cli import main
+    from shadow_dagster.dagster.rollback import group_view
+
+    _, fp = world.seed(instance)
+    thread, _ = world.start_live(instance, "live-p")
+    try:
+        run_id = next(r.run_id for r in instance.get_runs() if r.tags.get(WORKFLOW_TAG) == "live-p")
+        view = group_view(instance, "live-p")
+        start, last, status, _ = view.executed[-1]
+        assert last == "ingest/gate_step" and status == "IN_PROGRESS"
+        nxt = "left/stats_a"
+        until = fp.timing.pair.get((last, nxt)) or fp.timing.interval[last]
+        elapsed = float(until.quantiles[0]) / 2          # inside what history saw: the clock is fixed
+        monkeypatch.setattr(live, "_now", lambda: start + elapsed)
+        runner = CliRunner()
+        out = runner.invoke(main, ["predict", run_id, "--json"])
+        assert out.exit_code == 0, out.output
+        got = json.loads(out.output.strip().splitlines()[-1])
+        assert got["prefix"] == view.prefix and got["in_progress"] is True
+        assert got["elapsed_seconds"] == pytest.approx(elapsed)
+        etas = {s["activity"]: s["eta_seconds"] for s in got["steps"]}
+        assert etas[nxt] > 0 and etas[nxt] == pytest.approx(fp.timing.eta(last, nxt, elapsed))
+        assert all(etas[a] == pytest.approx(fp.timing.eta(last, a, elapsed)) for a in etas)
+        remaining = got["expected_remaining_seconds"]
+        assert remaining > 0 and remaining == pytest.approx(fp.timing.expected_remaining(last, elapsed))
+        assert got["overdue"] == [] and got["remaining_unknown"] is False
+        text = runner.invoke(main, ["predict", run_id]).output
+        row = next(line for line in text.splitlines() if line.startswith(nxt))
+        assert row.split()[-1] == f"{etas[nxt]:.1f}" and f"expected remaining duration: {remaining:.1f} s" in text
+
+        # waited longer than any past instance: the fingerprint's E[X - e | X > e] has nothing above e
+        late = float(max(d.quantiles[-1] for d in fp.timing.interval.values())) * 10 + 10
+        monkeypatch.setattr(live, "_now", lambda: start + late)
+        got = json.loads(runner.invoke(main, ["predict", run_id, "--json"]).output.strip().splitlines()[-1])
+        assert set(got["overdue"]) == {s["activity"] for s in got["steps"]} and got["remaining_unknown"] is True
+        text = runner.invoke(main, ["predict", run_id]).output
+        row = next(line for line in text.splitlines() if line.startswith(nxt))
+        assert row.split()[-1] == "overdue" and "remaining duration: unknown" in text
+        assert f"{late:.1f} s since {last} started" in text
+    finally:
+        world.gate.set()
+        thread.join()

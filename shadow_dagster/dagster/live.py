@@ -12,6 +12,10 @@ from shadow_dagster.fingerprint import Prediction
 from shadow_dagster.signals.cases import case_attrs
 
 
+def _now() -> float:
+    return time.time()
+
+
 @dataclass
 class RunPrediction:
     """A prediction for a run, with what it was made from."""
@@ -21,10 +25,30 @@ class RunPrediction:
     workflow_key: str
     prefix: list[str]
     prediction: Prediction
+    elapsed_seconds: float | None = None   # since the newest step of the prefix started
+    in_progress: bool = False              # a run of the instance is still in flight
+
+    @property
+    def overdue(self) -> list[str]:
+        """Predicted steps whose ETA is 0 only because the live instance has waited longer since its
+        last step started than any past instance took to reach them: the fingerprint's expected
+        time left, E[X - e | X > e], has no observation above e. Not "starts now": unknown."""
+        if not self.prefix or not self.elapsed_seconds:
+            return []
+        return [s.activity for s in self.prediction.steps if s.eta_seconds == 0.0]
+
+    @property
+    def remaining_unknown(self) -> bool:
+        """The instance is still running but slower than every past one: the fingerprint's
+        expected remaining duration is 0 for want of an observation, not because it is done."""
+        return (self.in_progress and bool(self.prefix) and bool(self.elapsed_seconds)
+                and self.prediction.expected_remaining_seconds == 0.0)
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "workflow": self.workflow, "workflow_key": self.workflow_key,
-                "prefix": self.prefix, **self.prediction.to_dict()}
+                "prefix": self.prefix, "elapsed_seconds": self.elapsed_seconds, "in_progress": self.in_progress,
+                "overdue": self.overdue, "remaining_unknown": self.remaining_unknown,
+                **self.prediction.to_dict()}
 
 
 def predict_run(instance: DagsterInstance, run_id: str, *, now: float | None = None) -> RunPrediction:
@@ -41,14 +65,15 @@ def predict_run(instance: DagsterInstance, run_id: str, *, now: float | None = N
     run = record.dagster_run
     key = workflow_key_of(run.tags) or run.run_id
     view = group_view(instance, key, seed_records=[record])
+    now = _now() if now is None else now       # the moment the view describes
     workflow = view.workflow if view.records else run.job_name
+    elapsed = max(0.0, now - view.executed[-1][0]) if view.executed else None
+    in_progress = view.in_progress if view.records else False
     fp = load_fingerprint(workflow)
     if fp is None:
         pred = Prediction(reason=f"no fingerprint for workflow {workflow!r} yet: materialize workflow_fingerprint")
     else:
-        now = time.time() if now is None else now
         first = view.records[0].dagster_run if view.records else run
         attrs = case_attrs(first.tags, view.steps[0][0] if view.steps else now)
-        elapsed = max(0.0, now - view.executed[-1][0]) if view.executed else None
         pred = fp.predict(view.prefix, attrs, elapsed)
-    return RunPrediction(run_id, workflow, key, view.prefix, pred)
+    return RunPrediction(run_id, workflow, key, view.prefix, pred, elapsed, in_progress)
