@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from ..cases import Case, Event
 
@@ -27,6 +30,7 @@ def read_event_log(path: str | os.PathLike, *, workflow: str | None = None) -> l
     Raises FileNotFoundError for a missing file and ValueError naming the column or row for an
     empty file, a missing column, an empty case_id/activity or an unparsable timestamp.
     """
+    import pandas as pd   # imported here: loading a fingerprint and predicting need no pandas
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such event log file")
@@ -42,6 +46,7 @@ def read_event_log(path: str | os.PathLike, *, workflow: str | None = None) -> l
 
 def cases_from_frame(df: pd.DataFrame, *, workflow: str, source: str = "event log") -> list[Case]:
     """Build ordered Cases from a frame with columns case_id, activity, timestamp[, resource]."""
+    import pandas as pd   # imported here: loading a fingerprint and predicting need no pandas
     df = df.fillna("")
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in REQUIRED if c not in df.columns]

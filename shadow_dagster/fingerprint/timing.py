@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from ..cases import Case
 from .symbols import END
@@ -70,6 +73,7 @@ class Dist:
 
 def _frame(cases: Sequence[Case]) -> pd.DataFrame:
     """One row per event: activity, next activity, duration, interval, remaining, resource."""
+    import pandas as pd   # imported here: loading a fingerprint and predicting need no pandas
     acts, starts, ends, res, sizes = [], [], [], [], []
     for c in cases:
         for e in c.events:
