@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import click
 
 from shadow_dagster import __version__
-from shadow_dagster.cli_common import dagster_instance, echo_json, open_store, user_errors
+from shadow_dagster.cli_common import dagster_instance, echo_json, no_store_message, open_store, user_errors
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -61,11 +61,14 @@ def main() -> None:
 @user_errors
 def ingest(store_url, resolution_ms, page_size, max_seconds, as_json) -> None:
     """One ingestion pass over the event log of the instance in $DAGSTER_HOME."""
+    from shadow_dagster.dagster.ingest import check_event_storage
     from shadow_dagster.dagster.ingest import ingest as run_ingest
 
+    instance = dagster_instance()
+    check_event_storage(instance)      # before the store is created: an unreadable log ingests nothing
     store = open_store(store_url)
     report = run_ingest(
-        dagster_instance(), store, resolution_ms=resolution_ms, page_size=page_size, max_seconds=max_seconds
+        instance, store, resolution_ms=resolution_ms, page_size=page_size, max_seconds=max_seconds
     )
     if as_json:
         echo_json({**report.__dict__, "skipped": [list(s) for s in report.skipped]})
@@ -91,11 +94,17 @@ def _fmt_ms(ms: int) -> str:
 @user_errors
 def signals(store_url, run_id, job_name, step_key, workflow_key, since, until, as_json) -> None:
     """Print signals with their timestamp arrays (TSA) and intensity."""
-    store = open_store(store_url)
+    since_ms, until_ms = parse_time(since), parse_time(until)
+    store = open_store(store_url, read=True)
+    if store is None:                  # nothing ingested yet; a read creates nothing
+        if not as_json:
+            click.echo(f"no signals: {no_store_message(store_url)}")
+        return
     found = store.signals(
         run_id=run_id, job_name=job_name, step_key=step_key, workflow_key=workflow_key,
-        since_ms=parse_time(since), until_ms=parse_time(until),
+        since_ms=since_ms, until_ms=until_ms,
     )
+    store.dispose()
     if as_json:
         for sig in found:
             echo_json(sig.to_dict())
@@ -122,7 +131,7 @@ def predict(run_id, as_json) -> None:
     """Next steps (probability, ETA) and remaining duration of RUN_ID's workflow instance."""
     from shadow_dagster.dagster.live import predict_run
 
-    result = predict_run(dagster_instance(), run_id)
+    result = predict_run(dagster_instance(read=True), run_id)
     if as_json:
         echo_json(result.to_dict())
         return

@@ -7,11 +7,13 @@ The integrator adds `fingerprint` to the main CLI group (and the Dagster-store c
 from __future__ import annotations
 
 import json
+import os
+import zipfile
 from pathlib import Path
 
 import click
 
-from .fingerprint import CITATION, Fingerprint, FingerprintFormatError, evaluate_log, read_event_log
+# the fingerprint core (numpy, and pandas to fit) loads inside the commands, not with the CLI
 
 
 def _table(rows: list[tuple], headers: tuple) -> str:
@@ -38,6 +40,8 @@ def fingerprint() -> None:
 def eval_cmd(log_path: str, as_json: bool, k: int, seed: int) -> None:
     """Next-activity accuracy of the fingerprint and its baselines on an event log
     (temporal split: first two thirds of cases train, every prefix of the rest is predicted)."""
+    from .fingerprint import CITATION, evaluate_log, read_event_log
+
     try:
         cases = read_event_log(log_path)
         result = evaluate_log(cases, k=k, seed=seed)
@@ -66,22 +70,25 @@ def eval_cmd(log_path: str, as_json: bool, k: int, seed: int) -> None:
               help="A fingerprint file written by Fingerprint.save() (instead of WORKFLOW).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def show_cmd(workflow: str | None, path: str | None, as_json: bool) -> None:
-    """Summary and held-out accuracy of WORKFLOW's fitted fingerprint (a job name), or of --path."""
+    """Summary and held-out accuracy of WORKFLOW's fitted fingerprint, or of --path. WORKFLOW is
+    the workflow as the fingerprint views and `predict` name it (its first job), or the name its
+    instances' keys start with (`daily_pipeline` for `daily_pipeline:2024-01-05`)."""
+    from .fingerprint import Fingerprint, FingerprintFormatError
+
     if (workflow is None) == (path is None):
         raise click.UsageError("give either WORKFLOW (a job name) or --path FILE")
+    note = None
     try:
         if workflow is not None:
-            from .dagster.fingerprints import fingerprint_path
-
-            path = str(fingerprint_path(workflow))
-            if not Path(path).exists():
-                raise click.ClickException(
-                    f"no fingerprint for workflow {workflow!r} at {path}: run `shadow-dagster fingerprint fit` "
-                    "or materialize the workflow_fingerprint asset"
-                )
+            path, note = _resolve_workflow(workflow)
+        elif Path(path).is_file() and not zipfile.is_zipfile(path):
+            raise click.ClickException(f"{path} is not a shadow-dagster fingerprint file (those are the "
+                                       "*.fingerprint files `shadow-dagster fingerprint fit` writes)")
         fp = Fingerprint.load(path)
     except (FingerprintFormatError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
+    if note and not as_json:
+        click.echo(note)
     summary = fp.summary()
     if as_json:
         click.echo(json.dumps(summary, default=str))
@@ -102,6 +109,66 @@ def show_cmd(workflow: str | None, path: str | None, as_json: bool) -> None:
     click.echo(f"content hash {summary['content_hash']}")
 
 
+def _check_fingerprint_home() -> None:
+    """Fingerprints live under $DAGSTER_HOME unless their own folder is set: it must exist."""
+    from .cli_common import dagster_home
+    from .dagster.fingerprints import ENV_DIR
+
+    if not os.environ.get(ENV_DIR):
+        dagster_home()
+
+
+def _resolve_workflow(name: str) -> tuple[str, str | None]:
+    """(fingerprint file, note) for the name a user gives, or one line saying which workflows exist."""
+    from .dagster.fingerprints import fingerprint_dir, fingerprint_path, load_fingerprints
+
+    _check_fingerprint_home()
+    path = fingerprint_path(name)
+    if path.exists():
+        return str(path), None
+    fitted = load_fingerprints()            # workflow -> Fingerprint, read only
+    known = ", ".join(sorted(fitted)) or "none yet"
+    by_key = sorted(_workflows_of_instances(name) & set(fitted))
+    if len(by_key) == 1:
+        return str(fingerprint_path(by_key[0])), (f"instances {name}:... run as workflow {by_key[0]!r} "
+                                                  "(a workflow is named after its first job)")
+    later = sorted(w for w, fp in fitted.items() if w != name and fp.vocab is not None
+                   and any(a.startswith(f"{name}/") for a in fp.vocab.activities))
+    if later:
+        raise click.ClickException(
+            f"no fingerprint for workflow {name!r}: {name} runs as a later job of workflow "
+            f"{later[0]!r} (a workflow is named after its first job); workflows with a fingerprint: {known}")
+    raise click.ClickException(
+        f"no fingerprint for workflow {name!r} in {fingerprint_dir()}; workflows with a fingerprint: {known} "
+        "(run `shadow-dagster fingerprint fit` or materialize the workflow_fingerprint asset to add more)")
+
+
+def _workflows_of_instances(prefix: str) -> set[str]:
+    """Workflows (first job) of the ingested instances whose key is `prefix` or starts with `prefix:`."""
+    import sqlalchemy as sa
+
+    from .cli_common import open_store
+    from .store import schema
+
+    try:
+        store = open_store(None, read=True)
+    except (click.ClickException, ValueError, RuntimeError):
+        return set()
+    if store is None:
+        return set()
+    t = schema.signals
+    q = (sa.select(t.c.workflow_key, t.c.job_name, sa.func.min(t.c.ts_ms))
+         .where(t.c.kind == "run", sa.or_(t.c.workflow_key == prefix, t.c.workflow_key.like(f"{prefix}:%")))
+         .group_by(t.c.workflow_key, t.c.job_name))
+    first: dict[str, tuple[int, str]] = {}
+    with store.engine.connect() as conn:
+        for key, job, ts in conn.execute(q):
+            if job and (key not in first or ts < first[key][0]):
+                first[key] = (ts, job)
+    store.dispose()
+    return {job for _, job in first.values()}
+
+
 @fingerprint.command(name="fit")
 @click.option("--store-url", envvar="SHADOW_DAGSTER_STORE_URL", default=None,
               help="signal store URL (default: SQLite in $DAGSTER_HOME)")
@@ -109,11 +176,19 @@ def show_cmd(workflow: str | None, path: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
 def fit_cmd(store_url: str | None, window_days: float, as_json: bool) -> None:
     """Fit (or keep, when history is unchanged) every workflow's fingerprint from the signal store."""
-    from .cli_common import open_store
+    from .cli_common import no_store_message, open_store
     from .dagster.history_assets import fit_or_reuse, window_cases
 
+    _check_fingerprint_home()
     try:
-        grouped = window_cases(open_store(store_url), window_days, executed_only=True)
+        store = open_store(store_url, read=True)     # fitting only reads signals: create no store
+        if store is None:
+            if as_json:
+                click.echo(json.dumps({}))
+            else:
+                click.echo(f"no workflow history: {no_store_message(store_url)}")
+            return
+        grouped = window_cases(store, window_days, executed_only=True)
         results = {}
         with click.progressbar(sorted(grouped.items()), label="fitting", file=None,
                                item_show_func=lambda kv: kv[0] if kv else "") as bar:

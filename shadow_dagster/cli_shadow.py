@@ -8,6 +8,7 @@ import time
 
 import click
 
+from shadow_dagster.cli_common import dagster_home
 from shadow_dagster.cli_common import dagster_instance as _instance
 from shadow_dagster.cli_common import open_store as _signal_store
 from shadow_dagster.cli_common import user_errors
@@ -28,9 +29,9 @@ def list_runs(as_json: bool, limit: int, store_url: str | None):
     from shadow_dagster.dagster.rollback import read_outcomes
     from shadow_dagster.dagster.speculation_report import shadow_run_rows
 
-    instance = _instance()
-    store = _signal_store(store_url)
-    rows = shadow_run_rows(instance, read_outcomes(store), limit=limit)
+    instance = _instance(read=True)
+    store = _signal_store(store_url, read=True)     # None: nothing ingested yet (and nothing created)
+    rows = shadow_run_rows(instance, read_outcomes(store) if store else [], limit=limit)
     if as_json:
         for r in rows:
             click.echo(json.dumps(r, sort_keys=True))
@@ -61,13 +62,16 @@ def gc(ttl_s: float, shadow_dir: str | None, store_url: str | None):
 
     if ttl_s < 0:
         raise click.ClickException(f"--ttl must be >= 0 seconds, got {ttl_s}")
-    instance = _instance()
-    root = shadow_dir or os.path.join(os.environ["DAGSTER_HOME"], "shadow_dagster", "outputs")
+    root = shadow_dir or os.path.join(dagster_home(), "shadow_dagster", "outputs")
     if not os.path.isdir(root):
-        raise click.ClickException(f"shadow output directory {root} does not exist")
-    store = _signal_store(store_url)
+        if shadow_dir:      # the folder the user named is not there: a typo, say so
+            raise click.ClickException(f"shadow output directory {root} does not exist")
+        click.echo(f"nothing to collect: no shadow outputs under {root} (no shadow run has written any)")
+        return
+    instance = _instance(read=True)
+    store = _signal_store(store_url, read=True)
     outputs = ShadowOutputStore(root, store_url or default_url())
-    resolved = {r.prediction_id for r in read_outcomes(store) if r.stage in RESOLVED}
+    resolved = {r.prediction_id for r in read_outcomes(store) if r.stage in RESOLVED} if store else set()
     now, deleted, runs = time.time(), 0, 0
     for rec in instance.get_run_records(filters=RunsFilter(tags={SHADOW_TAG: "true"})):
         run = rec.dagster_run

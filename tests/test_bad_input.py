@@ -215,3 +215,92 @@ def test_empty_history_gives_a_reason_everywhere(instance, tmp_path):
     assert pred.prediction.steps == [] and "no fingerprint for workflow 'reliability_job' yet" in pred.prediction.reason
     with pytest.raises(ValueError, match="no run 'nope' in this Dagster instance"):
         predict_run(instance, "nope")
+
+
+# ------------------------------------------------------------------ the command line's edges
+READS = [["signals"], ["predict", "some-run"], ["shadow", "list"], ["fingerprint", "show", "ingest_job"]]
+WRITES = [["ingest"], ["fingerprint", "fit"], ["shadow", "gc"], ["simulate", "--days", "1"]]
+
+
+def cli(args):
+    from click.testing import CliRunner
+
+    from shadow_dagster.cli import main
+
+    return CliRunner().invoke(main, args)
+
+
+def tree(root) -> list[str]:
+    """Every file and folder under `root` (what a command must not add to)."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def one_line_error(out) -> str:
+    assert out.exit_code == 1 and isinstance(out.exception, SystemExit), out.output
+    assert "Traceback" not in out.output
+    lines = out.output.strip().splitlines()
+    assert len(lines) == 1, out.output
+    return lines[0]
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in ("SHADOW_DAGSTER_STORE_URL", "SHADOW_DAGSTER_FINGERPRINT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("args", READS + WRITES, ids=" ".join)
+def test_a_missing_dagster_home_is_one_line_and_never_created(args, tmp_path, clean_env):
+    home = tmp_path / "no" / "such" / "home"
+    clean_env.setenv("DAGSTER_HOME", str(home))
+    before = tree(tmp_path)
+    line = one_line_error(cli(args))
+    assert f"DAGSTER_HOME={home} does not exist" in line
+    assert tree(tmp_path) == before and not home.exists()
+
+
+@pytest.mark.parametrize("args", READS + [["fingerprint", "fit"], ["shadow", "gc"]], ids=" ".join)
+def test_reads_on_a_folder_that_holds_no_instance_create_nothing(args, tmp_path, clean_env):
+    home = tmp_path / "empty_home"
+    home.mkdir()
+    clean_env.setenv("DAGSTER_HOME", str(home))
+    before = tree(tmp_path)
+    out = cli(args)
+    assert "Traceback" not in out.output and len(out.output.strip().splitlines()) == 1, out.output
+    assert tree(tmp_path) == before
+    if args[0] in ("signals", "fingerprint") and args[1:2] != ["show"]:
+        assert out.exit_code == 0 and "no signal store at" in out.output    # nothing ingested yet
+    elif args == ["shadow", "gc"]:
+        assert out.exit_code == 0 and "nothing to collect" in out.output
+    else:
+        assert out.exit_code == 1
+
+
+@pytest.mark.parametrize("args", [["signals"], ["shadow", "list"], ["fingerprint", "fit"]], ids=" ".join)
+def test_a_store_url_into_a_missing_folder_is_named_and_not_created(args, instance, dagster_home, tmp_path,
+                                                                     clean_env):
+    url = f"sqlite:///{tmp_path / 'missing' / 'dir' / 'x.db'}"
+    before = tree(tmp_path)
+    line = one_line_error(cli(args + ["--store-url", url]))
+    assert f"its folder {tmp_path / 'missing' / 'dir'} does not exist" in line
+    assert tree(tmp_path) == before
+
+
+def test_reads_on_a_real_instance_without_a_store_create_nothing(instance, dagster_home, tmp_path, clean_env):
+    reliability_job.execute_in_process(instance=instance, run_config=QUIET)
+    run_id = instance.get_runs(limit=1)[0].run_id
+    before = tree(tmp_path)
+    for args in (["signals"], ["shadow", "list"], ["predict", run_id], ["fingerprint", "fit"],
+                 ["shadow", "gc"]):
+        out = cli(args)
+        assert out.exit_code == 0 and "Traceback" not in out.output, (args, out.output)
+        assert tree(tmp_path) == before, args
+    assert "nothing to collect" in cli(["shadow", "gc"]).output
+
+
+def test_fingerprint_show_on_a_plain_text_file_says_what_it_is(tmp_path, clean_env):
+    text = tmp_path / "notes.txt"
+    text.write_text("just some notes\n")
+    line = one_line_error(cli(["fingerprint", "show", "--path", str(text)]))
+    assert f"{text} is not a shadow-dagster fingerprint file" in line and "pickle" not in line
