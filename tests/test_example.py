@@ -201,3 +201,31 @@ def test_demo_instance_config_and_cli_validation(tmp_path, monkeypatch):
                            "-w", "workspace.yaml"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Validation successful for code location shadow_dagster_example" in done.stderr + done.stdout
+
+
+def test_fingerprint_show_takes_the_names_a_user_sees(instance):
+    """The 3-job chain is the workflow `ingest_job` (its first job) in the fingerprint views and in
+    `predict`; its instances' keys read `daily_pipeline:<day>`. Both names show its fingerprint; a
+    later job of the chain or an unknown name says which workflows have one."""
+    from click.testing import CliRunner
+
+    from shadow_dagster.cli import main
+    from shadow_dagster.dagster.ingest import ingest
+    from shadow_dagster.store.engine import default_url
+    from shadow_dagster.store.signal_store import SignalStore
+
+    simulate(instance, days=2, runs_per_day=1, end=dt.date.fromisoformat(MONDAY))
+    ingest(instance, SignalStore(default_url()))
+    runner = CliRunner()
+    assert runner.invoke(main, ["fingerprint", "fit"]).exit_code == 0
+    by_job = runner.invoke(main, ["fingerprint", "show", "ingest_job"])
+    assert by_job.exit_code == 0 and "workflow 'ingest_job'" in by_job.output, by_job.output
+    by_key = runner.invoke(main, ["fingerprint", "show", "daily_pipeline"])
+    assert by_key.exit_code == 0 and "run as workflow 'ingest_job'" in by_key.output
+    assert by_key.output.endswith(by_job.output)                       # the same fingerprint
+    later = runner.invoke(main, ["fingerprint", "show", "train_job"])
+    assert later.exit_code == 1 and "later job of workflow 'ingest_job'" in later.output
+    unknown = runner.invoke(main, ["fingerprint", "show", "nope"])
+    assert unknown.exit_code == 1 and "workflows with a fingerprint: ingest_job" in unknown.output
+    for out in (later, unknown):
+        assert len(out.output.strip().splitlines()) == 1 and "Traceback" not in out.output
