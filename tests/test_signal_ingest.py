@@ -209,7 +209,7 @@ def test_sensor_tick_ingests_and_mirrors_the_cursor(instance, store_url):
     resource = SignalStoreResource(url=store_url, resolution_ms=1)
     ctx = dg.build_sensor_context(instance=instance, resources={STORE_RESOURCE_KEY: resource})
     result = sensor(ctx)
-    assert "ingested" in result.skip_message
+    assert "Ingested" in result.skip_reason.skip_message
     last = max(instance.event_log_storage.get_logs_for_all_runs_by_log_id(after_cursor=-1))
     assert ctx.cursor == str(last)
     assert resource.get_store().get_cursor(CURSOR_NAME) == last
@@ -290,3 +290,37 @@ def test_a_recent_gap_in_storage_ids_holds_the_cursor_until_it_is_old():
     assert list(committed_prefix(records, 4, now=200.0, grace_s=10.0)) == [5, 6, 8, 9]
     # a gap right after the cursor counts too
     assert list(committed_prefix(records, 3, now=105.0, grace_s=10.0)) == []
+
+
+def test_an_ingesting_tick_records_an_observation_and_says_what_it_did(instance, tmp_path):
+    """A tick that wrote rows reports an AssetObservation of the signals asset with rows and events
+    (Dagster persists it in the asset catalog, as its daemon does with `report_runless_asset_event`);
+    a tick with nothing new says so and records nothing, and the observation itself is not
+    ingested as new work by the next tick."""
+    from shadow_dagster.dagster.history_assets import SIGNALS_KEY
+
+    branching_job.execute_in_process(instance=instance)
+    sensor = build_signal_sensor()
+    resource = SignalStoreResource(url=f"sqlite:///{tmp_path / 's.db'}", resolution_ms=1)
+
+    def tick(cursor=None):
+        ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources={STORE_RESOURCE_KEY: resource})
+        return sensor.evaluate_tick(ctx)
+
+    first = tick()
+    rows = resource.get_store().count()
+    assert first.run_requests == [] and rows > 0
+    assert first.skip_message.startswith("Ingested ") and f"-> {rows} signal rows" in first.skip_message
+    (obs,) = first.asset_events
+    assert isinstance(obs, dg.AssetObservation) and obs.asset_key == SIGNALS_KEY
+    assert obs.metadata["rows"].value == rows and obs.metadata["events"].value > 0
+    assert obs.metadata["cursor"].value == int(first.cursor)
+    for event in first.asset_events:        # what the sensor daemon does with a tick's asset events
+        instance.report_runless_asset_event(event)
+    stored = instance.fetch_observations(SIGNALS_KEY, limit=5).records
+    assert len(stored) == 1 and stored[0].asset_observation.metadata["rows"].value == rows
+
+    second = tick(first.cursor)
+    assert second.asset_events == [] and second.run_requests == []
+    assert second.skip_message.startswith("nothing to ingest") and first.cursor in second.skip_message
+    assert resource.get_store().count() == rows
