@@ -21,17 +21,59 @@ fi
 mkdir -p "$DAGSTER_HOME"
 cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
 
-echo "seeding $DEMO_DAYS days of history into $DAGSTER_HOME (skipped when present)"
-"$BIN/python" -W ignore -m shadow_dagster.example.simulate --days "$DEMO_DAYS" --runs-per-day 1 --full --if-empty \
-  --chain-delay "$DEMO_CHAIN_DELAY"
+# DEMO_SKIP_SEED=1 serves the home as it is (the tests use it to start `dagster dev` quickly)
+if [ "${DEMO_SKIP_SEED:-0}" != 1 ]; then
+  echo "seeding $DEMO_DAYS days of history into $DAGSTER_HOME (skipped when present)"
+  "$BIN/python" -W ignore -m shadow_dagster.example.simulate --days "$DEMO_DAYS" --runs-per-day 1 --full --if-empty \
+    --chain-delay "$DEMO_CHAIN_DELAY"
 
-echo "ingesting signals and fitting the fingerprint"
-"$BIN/shadow-dagster" ingest --resolution-ms 10
-"$BIN/dagster" job execute -f definitions.py -j shadow_dagster_refit >/dev/null
+  echo "ingesting signals and fitting the fingerprint"
+  "$BIN/shadow-dagster" ingest --resolution-ms 10
+  "$BIN/dagster" job execute -f definitions.py -j shadow_dagster_refit >/dev/null
+fi
 
-"$BIN/dagster" dev -w workspace.yaml -h 127.0.0.1 -p "$PORT" &
+# Stopping: Ctrl-C (SIGINT) or SIGTERM to this script stops dagster dev and everything it started
+# (webserver, daemon, code servers, run workers: one process group), waits DEMO_STOP_GRACE seconds
+# for a clean shutdown, then kills what is left.
+DEV_PID=""
+STOP_GRACE="${DEMO_STOP_GRACE:-15}"
+group_alive() {   # a process of dagster dev's group still runs (its exited, unreaped leader does not count)
+  ps -eo pgid=,stat= | awk -v g="$DEV_PID" '$1 == g && $2 !~ /^Z/ {found = 1} END {exit !found}'
+}
+stop_dev() {
+  trap - INT TERM EXIT
+  [ -n "$DEV_PID" ] || return 0
+  if group_alive; then
+    echo "stopping dagster dev (process group $DEV_PID)" >&2
+    kill -INT -- "-$DEV_PID" 2>/dev/null || true
+    local waited=0
+    while group_alive && [ "$waited" -lt $((STOP_GRACE * 10)) ]; do
+      sleep 0.1
+      waited=$((waited + 1))
+    done
+    if group_alive; then
+      echo "dagster dev still running after ${STOP_GRACE}s: killing its process group" >&2
+      kill -KILL -- "-$DEV_PID" 2>/dev/null || true
+    fi
+  fi
+  wait "$DEV_PID" 2>/dev/null || true
+}
+trap 'stop_dev; exit 130' INT
+trap 'stop_dev; exit 143' TERM
+trap stop_dev EXIT
+
+# dagster dev runs in its own session and process group, with SIGINT and SIGTERM at their defaults:
+# a background job of a non-interactive shell starts with SIGINT ignored, and dagster dev maps
+# SIGTERM to its SIGINT handler, so it would ignore both. The trap above signals that group.
+"$BIN/python" -c 'import os, signal, sys
+for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+    signal.signal(sig, signal.SIG_DFL)
+try:
+    os.setsid()
+except OSError:   # already a group leader (a shell with job control): the group is its own
+    pass
+os.execv(sys.argv[1], sys.argv[1:])' "$BIN/dagster" dev -w workspace.yaml -h 127.0.0.1 -p "$PORT" &
 DEV_PID=$!
-trap 'kill "$DEV_PID" 2>/dev/null || true; wait "$DEV_PID" 2>/dev/null || true' EXIT INT TERM
 
 for _ in $(seq 1 120); do
   if "$BIN/python" -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" \

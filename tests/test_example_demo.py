@@ -82,3 +82,85 @@ def test_demo_seeds_history_and_serves_the_ui(tmp_path, monkeypatch):
             assert [r.job_name for r in live if r.job_name == "ingest_job"] == ["ingest_job"]
     finally:
         _stop(proc)
+
+
+def _processes() -> dict[int, tuple[int, int, str]]:
+    """pid -> (ppid, process group, state) of every process, from /proc."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue            # gone meanwhile
+        fields = text[text.rindex(")") + 2:].split()
+        out[int(stat.parent.name)] = (int(fields[1]), int(fields[2]), fields[0])
+    return out
+
+
+def _descendants(root: int) -> set[int]:
+    procs, found, todo = _processes(), {root}, [root]
+    while todo:
+        parent = todo.pop()
+        for pid, (ppid, _, _) in procs.items():
+            if ppid == parent and pid not in found:
+                found.add(pid)
+                todo.append(pid)
+    return found
+
+
+def _alive_in(groups: set[int]) -> dict[int, str]:
+    """Processes (not zombies) left in these process groups, with their command lines."""
+    left = {}
+    for pid, (_, pgid, state) in _processes().items():
+        if pgid in groups and state != "Z":
+            try:
+                left[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+            except OSError:
+                pass
+    return left
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_to_the_demo_stops_every_process_it_started(sig, tmp_path):
+    """Ctrl-C (SIGINT to the demo's process group, as a terminal sends it) or SIGTERM stops the real
+    `dagster dev` and everything under it within 20 s. The history seeding is skipped: it is the
+    long-running part (dagster dev, a launched live run) that used to ignore both signals."""
+    port, home, log = _free_port(), tmp_path / "home", tmp_path / "demo.log"
+    env = {**os.environ, "PORT": str(port), "DEMO_HOME": str(home), "DEMO_SKIP_SEED": "1",
+           "DEMO_STOP_GRACE": "10", "SHADOW_DAGSTER_EXAMPLE_SCALE": "0.02"}
+    env.pop("DAGSTER_HOME", None)
+    with log.open("w") as out:
+        proc = subprocess.Popen(["bash", str(SCRIPT)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    groups = {proc.pid}
+    try:
+        deadline = time.monotonic() + 240                  # a bound on waiting, not an assertion
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5) as response:
+                    if b"dagster_webserver_version" in response.read():
+                        break
+            except OSError:
+                time.sleep(0.5)
+        groups |= {_processes()[pid][1] for pid in _descendants(proc.pid) if pid in _processes()}
+        started = _alive_in(groups)
+        assert len(groups) == 2, started                   # the script's group and dagster dev's own
+        assert any("dagster_webserver" in c for c in started.values())
+        assert any("dagster._daemon" in c for c in started.values()), started
+
+        os.killpg(proc.pid, sig)
+        deadline = time.monotonic() + 20
+        while _alive_in(groups) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive_in(groups), (_alive_in(groups), log.read_text()[-3000:])
+        assert proc.wait(timeout=5) == 128 + sig
+        assert "stopping dagster dev" in log.read_text()
+    finally:
+        for group in groups:                               # whatever this test started, never left behind
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait(timeout=10)
