@@ -80,18 +80,31 @@ class World:
         return store, Fingerprint.load(fingerprint_path("ingest"))
 
     def start_live(self, instance, key):
-        """A real live run of `ingest` held at its critical gate step (STARTED, step in progress)."""
+        """A real live run of `ingest` held at its critical gate step (STARTED, step in progress),
+        returned once the gate step has run longer than history ever took to reach the next step.
+
+        From then on the sensor's plan no longer depends on when it ticks: the running step has
+        overrun every interval the fingerprint saw, so the next step's ETA is unknown (the sensor
+        counts that as enough time), however late a loaded machine lets the tick run. Ticked sooner,
+        the soonest ETA (10 % quantile of the time left) shrinks as the gate step runs and, past a
+        point that depends on the machine's speed, leaves no time to save: no launch."""
         self.gate.clear()
         result = {}
         thread = threading.Thread(target=lambda: result.update(
             r=self.run(instance, "ingest", key, raise_on_error=False)))
         thread.start()
+        timing = Fingerprint.load(fingerprint_path("ingest")).timing
+        dists = [d for (a, _), d in timing.pair.items() if a == "ingest/gate_step"]
+        overrun = max(float(d.quantiles[-1]) for d in [*dists, timing.interval["ingest/gate_step"]])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             runs = [r for r in instance.get_runs() if r.tags.get(WORKFLOW_TAG) == key]
-            if runs and any(s.step_key == "gate_step" for s in instance.get_run_step_stats(runs[0].run_id)):
+            gate = [s for s in (instance.get_run_step_stats(runs[0].run_id) if runs else ())
+                    if s.step_key == "gate_step" and s.start_time is not None]
+            if gate and time.time() - gate[0].start_time > overrun:
                 return thread, result
             time.sleep(0.05)
+        self.gate.set()
         raise AssertionError("live run never reached its gate step")
 
     def tick(self, instance, cursor=None):
@@ -323,7 +336,8 @@ def test_predict_gives_a_running_instance_the_fingerprints_eta(world, instance, 
         assert out.exit_code == 0, out.output
         got = json.loads(out.output.strip().splitlines()[-1])
         assert got["prefix"] == view.prefix and got["in_progress"] is True
-        assert got["elapsed_seconds"] == pytest.approx(elapsed)
+        assert got["elapsed_seconds"] == pytest.approx(elapsed, abs=1e-6)
+        elapsed = got["elapsed_seconds"]
         etas = {s["activity"]: s["eta_seconds"] for s in got["steps"]}
         assert etas[nxt] > 0 and etas[nxt] == pytest.approx(fp.timing.eta(last, nxt, elapsed))
         assert all(etas[a] == pytest.approx(fp.timing.eta(last, a, elapsed)) for a in etas)
