@@ -3,10 +3,12 @@
 A fresh DAGSTER_HOME is seeded with real runs (tests/browser_support.py), `dagster dev` serves the
 example code location on a free port, and headless Chromium (Debian's package, driven by
 Playwright through `executable_path`, no browser download) opens the pages a user would open.
-Every value asserted is read back from the instance, not hard-coded. The screenshots saved in
-docs/screenshots/ are the README's pictures: each run of this test overwrites them.
+Every value asserted is read back from the instance, not hard-coded. Its screenshots go to a
+temporary folder; with SHADOW_DAGSTER_UPDATE_SCREENSHOTS=1 they replace the README's pictures in
+docs/screenshots/ (tracked files: only when you mean to update them).
 
-Run it alone: `.venv/bin/python -m pytest -m browser tests/test_browser.py`.
+Run it alone: `.venv/bin/python -m pytest -m browser tests/test_browser.py`; to refresh the README's
+pictures: `SHADOW_DAGSTER_UPDATE_SCREENSHOTS=1 .venv/bin/python -m pytest -m browser tests/test_browser.py`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import browser_support as support
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-SHOTS = support.ROOT / "docs" / "screenshots"
+DOC_SHOTS = support.ROOT / "docs" / "screenshots"
+UPDATE_SHOTS_ENV = "SHADOW_DAGSTER_UPDATE_SCREENSHOTS"
+_shots: dict[str, Path] = {}
 LOCATION = "shadow_dagster_example"
 WAIT_MS = 60_000                     # how long to wait for a page element to appear (not a timing assertion)
 TICK_WAIT_MS = 150_000               # the daemon's first sensor tick, on a busy 2-core machine
@@ -35,6 +39,22 @@ def _chromium_or_skip() -> str:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def _tracked_shots() -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(DOC_SHOTS.glob("*.png"))}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shots_dir(tmp_path_factory):
+    """Where screenshots go: a temporary folder, or docs/screenshots/ when asked to update them;
+    unless asked, the tracked pictures are left exactly as they were."""
+    update = os.environ.get(UPDATE_SHOTS_ENV) == "1"
+    before = _tracked_shots()
+    _shots["dir"] = DOC_SHOTS if update else tmp_path_factory.mktemp("screenshots")
+    yield _shots["dir"]
+    if not update:
+        assert _tracked_shots() == before, f"the browser test changed {DOC_SHOTS} without {UPDATE_SHOTS_ENV}=1"
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +113,9 @@ def _open(page, path: str, ready: str) -> None:
 def _shot(page, name: str) -> None:
     """Save a screenshot once CSS transitions (dialogs fading in) have finished."""
     page.wait_for_function("() => document.getAnimations().every(a => a.playState !== 'running')")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / name))
+    shots = _shots["dir"]
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / name))
 
 
 def _metadata_row(page, key: str):
