@@ -3,6 +3,7 @@
 import datetime as dt
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,46 @@ def test_fingerprint_show_takes_the_names_a_user_sees(instance):
     assert unknown.exit_code == 1 and "workflows with a fingerprint: ingest_job" in unknown.output
     for out in (later, unknown):
         assert len(out.output.strip().splitlines()) == 1 and "Traceback" not in out.output
+
+
+def test_dagster_yaml_guidance_is_one_block_and_one_event_log_from_any_directory(tmp_path, monkeypatch):
+    """README, the repository's dagster.yaml and the per-run-storage error give the same block, and
+    with it a CLI started in another working directory reads the same event log, in DAGSTER_HOME."""
+    import subprocess
+    import sys
+
+    import dagster as dg
+
+    from shadow_dagster.dagster.ingest import FIX_PER_RUN_STORAGE, check_event_storage
+    from shadow_dagster.dagster.instance_config import EVENT_LOG_YAML
+
+    root = Path(__file__).resolve().parents[1]
+    assert EVENT_LOG_YAML in (root / "dagster.yaml").read_text()
+    assert f"```yaml\n{EVENT_LOG_YAML}```" in (root / "README.md").read_text()
+    assert EVENT_LOG_YAML in FIX_PER_RUN_STORAGE
+
+    @dg.op
+    def one():
+        return 1
+
+    @dg.job
+    def tiny():
+        one()
+
+    home, here, elsewhere = tmp_path / "home", tmp_path / "here", tmp_path / "elsewhere"
+    for d in (home, here, elsewhere):
+        d.mkdir()
+    (home / "dagster.yaml").write_text(EVENT_LOG_YAML + "telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.chdir(here)
+    with dg.DagsterInstance.get() as inst:
+        check_event_storage(inst)                                  # consolidated: a global cursor works
+        assert tiny.execute_in_process(instance=inst).success
+        events = len(inst.event_log_storage.get_logs_for_all_runs_by_log_id(after_cursor=-1))
+    assert events > 0 and (home / "event_log.db").exists()
+    cli = Path(sys.executable).with_name("shadow-dagster")
+    done = subprocess.run([str(cli), "ingest", "--json"], cwd=elsewhere, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "DAGSTER_HOME": str(home)})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["events"] == events
+    assert not any(here.iterdir()) and not any(elsewhere.iterdir())   # no log in a working directory

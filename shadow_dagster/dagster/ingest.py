@@ -11,22 +11,18 @@ from dagster import DagsterInstance, RunsFilter
 
 from shadow_dagster.errors import PerRunEventStorageError
 from shadow_dagster.dagster.events import EventConverter, RunInfo, run_info_from_tags
+from shadow_dagster.dagster.instance_config import EVENT_LOG_YAML
 from shadow_dagster.store.signal_store import SignalStore, UnstorableText
 
 log = logging.getLogger("shadow_dagster.ingest")
 CURSOR_NAME = "event_log"
 
-FIX_PER_RUN_STORAGE = """\
+FIX_PER_RUN_STORAGE = f"""\
 shadow-dagster cannot follow this instance's event log: it uses Dagster's default per-run SQLite
 event storage, where step events live in one database per run and a global cursor never sees them.
 Select the consolidated SQLite event storage in $DAGSTER_HOME/dagster.yaml (or use PostgreSQL):
 
-event_log_storage:
-  module: dagster.core.storage.event_log
-  class: ConsolidatedSqliteEventLogStorage
-  config:
-    base_dir: <DAGSTER_HOME>/history
-"""
+{EVENT_LOG_YAML}"""
 
 
 def check_event_storage(instance: DagsterInstance) -> None:

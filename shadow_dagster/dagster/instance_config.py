@@ -4,6 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The one instruction for the embedded SQLite storage, word for word the same in the README, in the
+# repository's dagster.yaml and in the error the signal sensor and `shadow-dagster ingest` raise on
+# Dagster's per-run storage: one consolidated event log at $DAGSTER_HOME/event_log.db. Dagster
+# expands `env: DAGSTER_HOME` when it loads the file, so every process (dagster dev, the daemon, the
+# CLI) finds the same log whatever its working directory; a relative base_dir would not.
+EVENT_LOG_YAML = """\
+event_log_storage:
+  module: dagster.core.storage.event_log
+  class: ConsolidatedSqliteEventLogStorage
+  config:
+    base_dir:
+      env: DAGSTER_HOME
+"""
+
 
 def write_instance_yaml(home: str | Path, extra: str = "") -> Path:
     """Write `home/dagster.yaml` selecting the consolidated SQLite event storage (one event log
