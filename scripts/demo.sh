@@ -34,49 +34,74 @@ fi
 
 # Stopping: Ctrl-C (SIGINT) or SIGTERM to this script stops dagster dev and everything it started
 # (webserver, daemon, code servers, run workers: one process group), waits DEMO_STOP_GRACE seconds
-# for a clean shutdown, then kills what is left.
+# for a clean shutdown, then kills what is left. The commands below run in the background and the
+# script waits for them, so that the trap runs at once instead of after the command in hand.
 DEV_PID=""
+CHILD=""
 STOP_GRACE="${DEMO_STOP_GRACE:-15}"
-group_alive() {   # a process of dagster dev's group still runs (its exited, unreaped leader does not count)
-  ps -eo pgid=,stat= | awk -v g="$DEV_PID" '$1 == g && $2 !~ /^Z/ {found = 1} END {exit !found}'
+
+# spawn SETSID PROGRAM ARGS...: start PROGRAM in the background with SIGINT, SIGTERM and SIGQUIT at
+# their defaults (a background job of a non-interactive shell starts with SIGINT ignored, and
+# Dagster's commands map SIGTERM to their SIGINT handler, so they would ignore both); with SETSID=1
+# in a session and process group of its own.
+spawn() {
+  "$BIN/python" -c 'import os, signal, sys
+for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+    signal.signal(sig, signal.SIG_DFL)
+if sys.argv[1] == "1":
+    try:
+        os.setsid()
+    except OSError:   # already a group leader (a shell with job control): the group is its own
+        pass
+os.execv(sys.argv[2], sys.argv[2:])' "$@" &
+}
+# run PROGRAM ARGS...: run it to the end, interruptible by the trap
+run() {
+  spawn 0 "$@"
+  CHILD=$!
+  local rc=0
+  wait "$CHILD" || rc=$?
+  CHILD=""
+  return "$rc"
+}
+alive() {   # a process of process group $1 still runs (an exited, unreaped leader does not count)
+  ps -eo pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ {found = 1} END {exit !found}'
 }
 stop_dev() {
   trap - INT TERM EXIT
-  [ -n "$DEV_PID" ] || return 0
-  if group_alive; then
+  if [ -n "$CHILD" ]; then
+    kill -TERM "$CHILD" 2>/dev/null || true
+  fi
+  if [ -n "$DEV_PID" ]; then
     echo "stopping dagster dev (process group $DEV_PID)" >&2
+  fi
+  if [ -n "$DEV_PID" ] && alive "$DEV_PID"; then
     kill -INT -- "-$DEV_PID" 2>/dev/null || true
     local waited=0
-    while group_alive && [ "$waited" -lt $((STOP_GRACE * 10)) ]; do
+    while alive "$DEV_PID" && [ "$waited" -lt $((STOP_GRACE * 10)) ]; do
       sleep 0.1
       waited=$((waited + 1))
     done
-    if group_alive; then
+    if alive "$DEV_PID"; then
       echo "dagster dev still running after ${STOP_GRACE}s: killing its process group" >&2
       kill -KILL -- "-$DEV_PID" 2>/dev/null || true
     fi
   fi
-  wait "$DEV_PID" 2>/dev/null || true
+  if [ -n "$CHILD" ] && kill -0 "$CHILD" 2>/dev/null; then
+    kill -KILL "$CHILD" 2>/dev/null || true
+  fi
+  wait 2>/dev/null || true
 }
 trap 'stop_dev; exit 130' INT
 trap 'stop_dev; exit 143' TERM
 trap stop_dev EXIT
 
-# dagster dev runs in its own session and process group, with SIGINT and SIGTERM at their defaults:
-# a background job of a non-interactive shell starts with SIGINT ignored, and dagster dev maps
-# SIGTERM to its SIGINT handler, so it would ignore both. The trap above signals that group.
-"$BIN/python" -c 'import os, signal, sys
-for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
-    signal.signal(sig, signal.SIG_DFL)
-try:
-    os.setsid()
-except OSError:   # already a group leader (a shell with job control): the group is its own
-    pass
-os.execv(sys.argv[1], sys.argv[1:])' "$BIN/dagster" dev -w workspace.yaml -h 127.0.0.1 -p "$PORT" &
+# dagster dev in its own session and process group: the trap above signals that group
+spawn 1 "$BIN/dagster" dev -w workspace.yaml -h 127.0.0.1 -p "$PORT"
 DEV_PID=$!
 
 for _ in $(seq 1 120); do
-  if "$BIN/python" -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" \
+  if run "$BIN/python" -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" \
       "http://127.0.0.1:$PORT/server_info" 2>/dev/null; then
     break
   fi
@@ -91,7 +116,7 @@ done
 # steps and launches shadow runs of the non-critical ones while it runs
 LIVE_DAY="$("$BIN/python" -c 'import datetime as d; print(d.date.today() - d.timedelta(days=1))')"
 LIVE_KEY="daily_pipeline:$LIVE_DAY#demo-$(date +%s)"
-"$BIN/dagster" job launch -w workspace.yaml -j ingest_job \
+run "$BIN/dagster" job launch -w workspace.yaml -j ingest_job \
   --tags "{\"dagster/partition\": \"$LIVE_DAY\", \"shadow_dagster/workflow\": \"$LIVE_KEY\"}" >/dev/null
 echo "launched a live ingest_job run for $LIVE_DAY (workflow $LIVE_KEY)"
 
