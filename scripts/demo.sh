@@ -38,6 +38,7 @@ fi
 # script waits for them, so that the trap runs at once instead of after the command in hand.
 DEV_PID=""
 CHILD=""
+exec 3>&2   # the trap's messages: stderr as it is here, whatever a command in hand redirected
 STOP_GRACE="${DEMO_STOP_GRACE:-15}"
 
 # spawn SETSID PROGRAM ARGS...: start PROGRAM in the background with SIGINT, SIGTERM and SIGQUIT at
@@ -73,7 +74,7 @@ stop_dev() {
     kill -TERM "$CHILD" 2>/dev/null || true
   fi
   if [ -n "$DEV_PID" ]; then
-    echo "stopping dagster dev (process group $DEV_PID)" >&2
+    echo "stopping dagster dev (process group $DEV_PID)" >&3
   fi
   if [ -n "$DEV_PID" ] && alive "$DEV_PID"; then
     kill -INT -- "-$DEV_PID" 2>/dev/null || true
@@ -83,7 +84,7 @@ stop_dev() {
       waited=$((waited + 1))
     done
     if alive "$DEV_PID"; then
-      echo "dagster dev still running after ${STOP_GRACE}s: killing its process group" >&2
+      echo "dagster dev still running after ${STOP_GRACE}s: killing its process group" >&3
       kill -KILL -- "-$DEV_PID" 2>/dev/null || true
     fi
   fi
@@ -101,8 +102,11 @@ spawn 1 "$BIN/dagster" dev -w workspace.yaml -h 127.0.0.1 -p "$PORT"
 DEV_PID=$!
 
 for _ in $(seq 1 120); do
-  if run "$BIN/python" -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" \
-      "http://127.0.0.1:$PORT/server_info" 2>/dev/null; then
+  if run "$BIN/python" -c "import sys, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=2)
+except Exception:
+    sys.exit(1)" "http://127.0.0.1:$PORT/server_info"; then
     break
   fi
   if ! kill -0 "$DEV_PID" 2>/dev/null; then
