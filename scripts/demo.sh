@@ -78,10 +78,9 @@ stop_dev() {
   fi
   if [ -n "$DEV_PID" ] && alive "$DEV_PID"; then
     kill -INT -- "-$DEV_PID" 2>/dev/null || true
-    local waited=0
-    while alive "$DEV_PID" && [ "$waited" -lt $((STOP_GRACE * 10)) ]; do
-      sleep 0.1
-      waited=$((waited + 1))
+    local deadline=$((SECONDS + STOP_GRACE))   # wall-clock seconds: each check costs time on a busy host
+    while alive "$DEV_PID" && [ "$SECONDS" -lt "$deadline" ]; do
+      sleep 0.2
     done
     if alive "$DEV_PID"; then
       echo "dagster dev still running after ${STOP_GRACE}s: killing its process group" >&3
