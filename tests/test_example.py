@@ -186,7 +186,7 @@ def test_demo_instance_config_and_cli_validation(tmp_path, monkeypatch):
     import sys
 
     from dagster import DagsterInstance
-    from dagster._core.storage.event_log import ConsolidatedSqliteEventLogStorage
+    from shadow_dagster.dagster.compat import ConsolidatedSqliteEventLogStorage
 
     home = tmp_path / "home"
     home.mkdir()

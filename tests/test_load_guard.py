@@ -135,7 +135,7 @@ def test_a_shadow_run_still_waiting_to_start_raises_the_launch_latency(instance,
     import uuid
 
     from dagster import DagsterRunStatus
-    from dagster._core.storage.dagster_run import DagsterRun
+    from dagster import DagsterRun
 
     from shadow_dagster.dagster.rollback import PREDICTED_AT_TAG
     from shadow_dagster.tags import PREDICTION_TAG, SHADOW_TAG

@@ -155,8 +155,7 @@ def _children() -> list[int]:
 @contextlib.contextmanager
 def _location(tmp_path, instance):
     """The test code location served by a code server, `src` materialised live; yields (workspace, defs, url)."""
-    from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import PythonFileTarget
+    from shadow_dagster.dagster.compat import PythonFileTarget, WorkspaceProcessContext
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
     path = tmp_path / "location.py"
@@ -258,9 +257,7 @@ def test_a_shadow_run_the_live_step_overtook_is_cancelled_at_once(tmp_path, laun
 def _catalog_view(instance, key: AssetKey):
     """What Dagster shows for `key`: (latest materialization run, asset-record run, automation's view,
     data version record run, runs in the materialization history)."""
-    from dagster._core.definitions.events import AssetKeyPartitionKey
-    from dagster._core.loader import LoadingContextForTest
-    from dagster._utils.caching_instance_queryer import CachingInstanceQueryer
+    from shadow_dagster.dagster.compat import AssetKeyPartitionKey, CachingInstanceQueryer, LoadingContextForTest
 
     latest = instance.get_latest_materialization_event(key)
     record = instance.get_asset_records([key])[0].asset_entry.last_materialization_record

@@ -202,8 +202,7 @@ class Launcher:
         self._lock = threading.Lock()
 
     def __enter__(self):
-        from dagster._core.workspace.context import WorkspaceProcessContext
-        from dagster._core.workspace.load_target import ModuleTarget
+        from shadow_dagster.dagster.compat import ModuleTarget, WorkspaceProcessContext
 
         self._ctx = WorkspaceProcessContext(self.instance, ModuleTarget(
             module_name="shadow_dagster.bench.location", attribute="defs", working_directory=None,
@@ -484,8 +483,7 @@ def _reuse_overhead(instance, repeats: int = 3) -> float:
 
 def _tick_live(instance, sensor, repo, n: int, repeats: int = 3) -> float:
     """Median time of one speculative-sensor tick with `n` live workflow instances in flight."""
-    from dagster import DagsterRunStatus, build_sensor_context
-    from dagster._core.storage.dagster_run import DagsterRun
+    from dagster import DagsterRun, DagsterRunStatus, build_sensor_context
 
     from shadow_dagster.tags import WORKFLOW_TAG
 

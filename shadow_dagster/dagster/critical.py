@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetsDefinition, OpDefinition, OpExecutionContext
-from dagster._core.definitions.decorators.op_decorator import DecoratedOpFunction
 
+from shadow_dagster.dagster.compat import DecoratedOpFunction
 from shadow_dagster.tags import CRITICAL_TAG, is_critical, is_shadow_run
 
 

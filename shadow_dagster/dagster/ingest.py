@@ -27,7 +27,7 @@ Select the consolidated SQLite event storage in $DAGSTER_HOME/dagster.yaml (or u
 
 def check_event_storage(instance: DagsterInstance) -> None:
     """Fail with the dagster.yaml fix when the event log cannot be read with a global cursor."""
-    from dagster._core.storage.event_log import ConsolidatedSqliteEventLogStorage, SqliteEventLogStorage
+    from shadow_dagster.dagster.compat import ConsolidatedSqliteEventLogStorage, SqliteEventLogStorage
 
     storage = instance.event_log_storage
     if isinstance(storage, SqliteEventLogStorage) and not isinstance(storage, ConsolidatedSqliteEventLogStorage):

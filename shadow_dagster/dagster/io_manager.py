@@ -22,10 +22,9 @@ from dagster import (
     MetadataValue,
     OutputContext,
 )
-from dagster._core.storage.fs_io_manager import PickledObjectFilesystemIOManager
-from dagster._utils import PICKLE_PROTOCOL
 from pydantic import Field
 
+from shadow_dagster.dagster.compat import PICKLE_PROTOCOL, PickledObjectFilesystemIOManager
 from shadow_dagster.dagster.critical import guard_step
 from shadow_dagster.dagster.step_provenance import compute_step_provenance
 from shadow_dagster.speculation.atomic import ContentMismatch, atomic_copy, atomic_write

@@ -12,7 +12,7 @@ def submit_asset_run(instance, workspace, location_name: str, job_name: str, ass
                      tags: Mapping[str, str], run_config: Mapping | None = None):
     """Create a run of `job_name` restricted to `asset_keys` in the code location `location_name` of
     `workspace` (a request context), submit it, and return the DagsterRun."""
-    from dagster._core.definitions.selector import JobSubsetSelector
+    from shadow_dagster.dagster.compat import JobSubsetSelector
 
     keys = [k if isinstance(k, AssetKey) else AssetKey.from_user_string(k) for k in asset_keys]
     if not keys:

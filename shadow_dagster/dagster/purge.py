@@ -50,7 +50,7 @@ class PurgeResult:
 
 
 def _sql_storage(instance: DagsterInstance):
-    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+    from shadow_dagster.dagster.compat import SqlEventLogStorage
 
     storage = instance.event_log_storage
     return storage if isinstance(storage, SqlEventLogStorage) else None
@@ -77,9 +77,9 @@ def restore_asset_index(instance: DagsterInstance, asset_keys, run_id: str) -> d
 
     Compare-and-set: a row a live event rewrote meanwhile is left alone (it is newer and right)."""
     import sqlalchemy as sa
-    from dagster._core.event_api import EventLogRecord
-    from dagster._core.storage.event_log.schema import AssetKeyTable
-    from dagster._serdes import deserialize_value, serialize_value
+    from dagster import EventLogRecord, deserialize_value, serialize_value
+
+    from shadow_dagster.dagster.compat import AssetKeyTable
 
     storage = _sql_storage(instance)
     if storage is None:
@@ -121,7 +121,7 @@ def restore_asset_index(instance: DagsterInstance, asset_keys, run_id: str) -> d
 
 
 def _delete_check_executions(instance: DagsterInstance, run_id: str) -> None:
-    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+    from shadow_dagster.dagster.compat import AssetCheckExecutionsTable
 
     storage = _sql_storage(instance)
     if storage is None or not storage.has_table("asset_check_executions"):

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from dagster import DataVersion, MetadataValue, Output
-from dagster._core.execution.plan.outputs import StepOutputHandle
 
+from shadow_dagster.dagster.compat import StepOutputHandle
 from shadow_dagster.dagster.critical import current_step_context, guard_step
 from shadow_dagster.dagster.io_manager import (
     COMPUTE_SECONDS_META,

@@ -12,7 +12,7 @@ from dagster import (
     SkipReason,
     sensor,
 )
-from dagster._core.storage.tags import PARTITION_NAME_TAG
+from shadow_dagster.dagster.compat import PARTITION_NAME_TAG
 
 from shadow_dagster.tags import WORKFLOW_TAG, is_shadow_run
 

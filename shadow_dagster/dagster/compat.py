@@ -1,0 +1,46 @@
+"""Every private Dagster name shadow-dagster uses, in one place.
+
+Dagster's public API has no equivalent for these; each is resolved lazily (on first use) so that
+importing the glue does not load Dagster's workspace or storage machinery. A test resolves every
+name against the installed Dagster, so an upgrade that moves one fails there, not in a user's run.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+PRIVATE = {
+    # rewrapping an op's compute function for the critical guard
+    "DecoratedOpFunction": ("dagster._core.definitions.decorators.op_decorator", "DecoratedOpFunction"),
+    # a copy of a @record (Definitions) with some fields replaced
+    "replace_record": ("dagster_shared.record", "replace"),
+    "StepOutputHandle": ("dagster._core.execution.plan.outputs", "StepOutputHandle"),
+    "PickledObjectFilesystemIOManager": ("dagster._core.storage.fs_io_manager", "PickledObjectFilesystemIOManager"),
+    "PICKLE_PROTOCOL": ("dagster._utils", "PICKLE_PROTOCOL"),
+    "PARTITION_NAME_TAG": ("dagster._core.storage.tags", "PARTITION_NAME_TAG"),
+    "JobSubsetSelector": ("dagster._core.definitions.selector", "JobSubsetSelector"),
+    "ConsolidatedSqliteEventLogStorage": ("dagster._core.storage.event_log", "ConsolidatedSqliteEventLogStorage"),
+    "SqliteEventLogStorage": ("dagster._core.storage.event_log", "SqliteEventLogStorage"),
+    "SqlEventLogStorage": ("dagster._core.storage.event_log.sql_event_log", "SqlEventLogStorage"),
+    "AssetKeyTable": ("dagster._core.storage.event_log.schema", "AssetKeyTable"),
+    "AssetCheckExecutionsTable": ("dagster._core.storage.event_log.schema", "AssetCheckExecutionsTable"),
+    "WorkspaceProcessContext": ("dagster._core.workspace.context", "WorkspaceProcessContext"),
+    "ModuleTarget": ("dagster._core.workspace.load_target", "ModuleTarget"),
+    "PythonFileTarget": ("dagster._core.workspace.load_target", "PythonFileTarget"),
+    "AssetKeyPartitionKey": ("dagster._core.definitions.events", "AssetKeyPartitionKey"),
+    "LoadingContextForTest": ("dagster._core.loader", "LoadingContextForTest"),
+    "CachingInstanceQueryer": ("dagster._utils.caching_instance_queryer", "CachingInstanceQueryer"),
+}
+
+
+def __getattr__(name: str):
+    try:
+        module, attr = PRIVATE[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+__all__ = list(PRIVATE)
