@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from shadow_dagster.fingerprint import Fingerprint, FingerprintFormatError
+if TYPE_CHECKING:  # loaded by the functions that read a file, not by the code location
+    from shadow_dagster.fingerprint import Fingerprint
 
 ENV_DIR = "SHADOW_DAGSTER_FINGERPRINT_DIR"
 SUFFIX = ".fingerprint"
@@ -32,12 +34,16 @@ def fingerprint_path(workflow: str, root: str | os.PathLike | None = None) -> Pa
 
 def load_fingerprint(workflow: str, root: str | os.PathLike | None = None) -> Fingerprint | None:
     """The stored fingerprint of `workflow`, or None when none was fitted yet."""
+    from shadow_dagster.fingerprint import Fingerprint
+
     path = fingerprint_path(workflow, root)
     return Fingerprint.load(path) if path.exists() else None
 
 
 def load_fingerprints(root: str | os.PathLike | None = None) -> dict[str, Fingerprint]:
     """Every readable stored fingerprint by workflow; unreadable files raise FingerprintFormatError."""
+    from shadow_dagster.fingerprint import Fingerprint
+
     directory = fingerprint_dir(root)
     found: dict[str, Fingerprint] = {}
     if not directory.exists():
@@ -48,4 +54,4 @@ def load_fingerprints(root: str | os.PathLike | None = None) -> dict[str, Finger
     return found
 
 
-__all__ = ["FingerprintFormatError", "fingerprint_dir", "fingerprint_path", "load_fingerprint", "load_fingerprints"]
+__all__ = ["fingerprint_dir", "fingerprint_path", "load_fingerprint", "load_fingerprints"]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from dagster import ConfigurableResource
 from pydantic import Field, field_validator
 
 from shadow_dagster.signals.model import validate_resolution_ms
 from shadow_dagster.store.engine import default_url, normalise_url
-from shadow_dagster.store.signal_store import SignalStore
+
+if TYPE_CHECKING:
+    from shadow_dagster.store.signal_store import SignalStore
 
 _STORES: dict[tuple[str, float], SignalStore] = {}
 _LOCK = threading.Lock()
@@ -57,6 +60,8 @@ class SignalStoreResource(ConfigurableResource):
 
     def get_store(self) -> SignalStore:
         """The process-wide store for this URL (engines are reused across ticks)."""
+        from shadow_dagster.store.signal_store import SignalStore
+
         key = (self.resolved_url(), self.retention_days)
         with _LOCK:
             store = _STORES.get(key)

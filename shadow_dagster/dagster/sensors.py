@@ -5,7 +5,6 @@ from __future__ import annotations
 from dagster import AssetObservation, DefaultSensorStatus, SensorEvaluationContext, SensorResult, sensor
 
 from shadow_dagster.dagster.history_assets import SIGNALS_KEY
-from shadow_dagster.dagster.ingest import ingest
 from shadow_dagster.dagster.resources import SignalStoreResource
 
 SIGNAL_SENSOR_NAME = "shadow_signal_sensor"
@@ -34,6 +33,8 @@ def build_signal_sensor(
         description="shadow-dagster: turns run and step events into temporal signals",
     )
     def _signal_sensor(context: SensorEvaluationContext, shadow_signal_store: SignalStoreResource):
+        from shadow_dagster.dagster.ingest import ingest
+
         store = shadow_signal_store.get_store()
         report = ingest(
             context.instance,

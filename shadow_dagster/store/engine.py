@@ -7,8 +7,10 @@ import sqlite3
 import time
 from pathlib import Path
 
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # SQLAlchemy loads when a store is opened, not when a code location imports this
+    import sqlalchemy as sa
 
 ENV_URL = "SHADOW_DAGSTER_STORE_URL"
 SQLITE_FILENAME = "shadow_dagster.db"
@@ -20,6 +22,8 @@ class StoreConfigError(ValueError):
 
 def normalise_url(url: str) -> str:
     """Validate a database URL and pin PostgreSQL to psycopg2 (SQLAlchemy 2.1 defaults to psycopg 3)."""
+    from sqlalchemy.engine import make_url
+
     if not isinstance(url, str) or not url.strip():
         raise StoreConfigError("store URL is empty; give sqlite:///PATH or postgresql://USER@HOST/DB")
     try:
@@ -87,6 +91,9 @@ def _use_wal(cur, wait_s: float = 30.0) -> None:
 
 def create_engine(url: str) -> sa.Engine:
     """An engine for `url` with WAL and a busy timeout on SQLite, pre-ping on PostgreSQL."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
     url = normalise_url(url)
     if url.startswith("sqlite"):
         Path(make_url(url).database).parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +113,8 @@ def create_schema(metadata: sa.MetaData, engine: sa.Engine, attempts: int = 4) -
     see a table missing; the loser gets "already exists" (SQLite, PostgreSQL) or a unique violation
     on the catalogue (PostgreSQL). Checking again then finds the table, so retry; other errors raise.
     """
+    import sqlalchemy as sa
+
     for attempt in range(attempts):
         try:
             metadata.create_all(engine, checkfirst=True)
