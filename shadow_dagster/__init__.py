@@ -8,6 +8,10 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "shadow_definitions": "shadow_dagster.dagster.definitions",
+    "with_shadow": "shadow_dagster.dagster.definitions",
+    "guard_assets": "shadow_dagster.dagster.critical",
+    "shadow_reusable": "shadow_dagster.dagster.reuse",
+    "ShadowIOManager": "shadow_dagster.dagster.io_manager",
     "report_intensity": "shadow_dagster.dagster.intensity",
     "SignalStoreResource": "shadow_dagster.dagster.resources",
 }

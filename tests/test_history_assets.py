@@ -200,3 +200,31 @@ def test_fingerprint_fit_and_show_from_the_cli(instance, dagster_home, tmp_path,
     assert out.exit_code == 0 and json.loads(out.output)["workflow"] == "nightly"
     out = runner.invoke(main, ["fingerprint", "show"])
     assert out.exit_code != 0 and "give either WORKFLOW" in out.output
+
+
+def test_merge_adds_no_step_to_an_all_assets_user_job(tmp_path, dagster_home):
+    """History and report assets are reported specs: `AssetSelection.all()` jobs keep their steps."""
+
+    @dg.asset
+    def orders():
+        return 1
+
+    @dg.asset(tags={"shadow_dagster/critical": "false"}, code_version="1")
+    def features(orders):
+        return orders + 1
+
+    def steps(defs, name):
+        return sorted(n.name for n in defs.resolve_job_def(name).graph.node_defs)
+
+    everything = dg.define_asset_job("everything", selection=dg.AssetSelection.all())
+    user = dg.Definitions(assets=[orders, features], jobs=[everything])
+    before = steps(user, "everything")
+    merged = dg.Definitions.merge(user, shadow_definitions(user, store_url=f"sqlite:///{tmp_path / 's.db'}"))
+    assert steps(merged, "everything") == before == ["features", "orders"]
+    reported = ["execution_patterns", "shadow_signals", "speculation_report", "workflow_fingerprint",
+                "workflow_graph"]
+    assert all(not merged.resolve_assets_def(k).is_executable for k in reported)
+    assert steps(merged, REFIT_JOB) == ["execution_patterns", "speculation_report", "workflow_fingerprint",
+                                        "workflow_graph"]
+    assert {k.to_user_string() for k in merged.resolve_asset_graph().get_all_asset_keys()} == {
+        "orders", "features", *reported}

@@ -131,7 +131,7 @@ def test_shadow_job_holds_only_non_critical_assets(world):
 def test_speculation_definitions_merge(world):
     from dagster import Definitions, DefaultSensorStatus
 
-    from shadow_dagster.dagster.speculative_sensor import SPECULATIVE_SENSOR_NAME, speculation_definitions
+    from shadow_dagster.dagster.speculative_sensor import REPORT_JOB, SPECULATIVE_SENSOR_NAME, speculation_definitions
 
     assets = [world.defs.get_assets_def(k) for k in ("raw", "gate_step", "stats_a", "stats_b")]
     merged = Definitions.merge(Definitions(assets=assets), speculation_definitions(assets, signal_store_url=world.url))
@@ -139,7 +139,8 @@ def test_speculation_definitions_merge(world):
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {"stats_a", "stats_b"}
     sensor_def = merged.get_sensor_def(SPECULATIVE_SENSOR_NAME)
     assert sensor_def.default_status == DefaultSensorStatus.RUNNING
-    assert merged.get_assets_def("speculation_report")
+    assert not merged.resolve_assets_def("speculation_report").is_executable      # reported by REPORT_JOB
+    assert merged.resolve_job_def(REPORT_JOB)
     with pytest.raises(TypeError):
         speculation_definitions(assets, job_name="x")
 
@@ -269,12 +270,12 @@ def check_report_and_cli(world, instance, *, hits, misses):
     import json
 
     from click.testing import CliRunner
-    from dagster import materialize
-
     from shadow_dagster.cli_shadow import shadow
+    from shadow_dagster.dagster.reported import reporting_job
     from shadow_dagster.dagster.speculation_report import build_speculation_report
 
-    res = materialize([build_speculation_report(signal_store_url=world.url)], instance=instance)
+    res = reporting_job("report", [build_speculation_report(signal_store_url=world.url)]).execute_in_process(
+        instance=instance)
     meta = res.asset_materializations_for_node("speculation_report")[0].metadata
     assert meta["hits"].value == hits and meta["misses"].value == misses
     assert meta["launched"].value == hits + misses and meta["predictions"].value >= hits + misses
@@ -296,7 +297,7 @@ def test_auto_launch_cap_follows_the_run_launcher(instance):
     """The default launcher starts run workers on this host, next to the live runs: "auto" caps
     launches at one per tick there. Launchers of the Kubernetes, Docker and ECS packages start runs
     on other nodes: no cap."""
-    from dagster._core.launcher import DefaultRunLauncher
+    from dagster import DefaultRunLauncher
 
     from shadow_dagster.dagster.speculative_sensor import REMOTE_LAUNCHER_PACKAGES, runs_on_live_host
 

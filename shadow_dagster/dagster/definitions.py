@@ -5,18 +5,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from dagster import (
-    AssetSelection,
-    DefaultScheduleStatus,
-    Definitions,
-    RunRequest,
-    ScheduleEvaluationContext,
-    SkipReason,
-    define_asset_job,
-    schedule,
-)
+from dagster import DefaultScheduleStatus, Definitions, RunRequest, ScheduleEvaluationContext, SkipReason, schedule
 
 from shadow_dagster.dagster.history_assets import build_history_assets, signals_spec
+from shadow_dagster.dagster.reported import reporting_job
 from shadow_dagster.dagster.resources import SignalStoreResource
 from shadow_dagster.dagster.sensors import build_signal_sensor
 
@@ -114,10 +106,10 @@ def shadow_definitions(
         jobs.append(shadow)
         sensors.append(sensor)
         history.append(report)
-    refit_job = define_asset_job(REFIT_JOB, selection=AssetSelection.assets(*history),
-                                 description="Refit shadow-dagster's graphs, patterns and fingerprints")
+    refit_job = reporting_job(REFIT_JOB, history,
+                              description="Refit shadow-dagster's graphs, patterns and fingerprints")
     return Definitions(
-        assets=[signals_spec, *history],
+        assets=[signals_spec, *(r.spec for r in history)],
         jobs=[refit_job, *jobs],
         schedules=[build_refit_schedule(refit_job, store, cron=refit_cron, min_new_runs=refit_min_new_runs)],
         sensors=sensors,
@@ -126,7 +118,8 @@ def shadow_definitions(
 
 
 def _speculation(user_defs: Definitions | None, store_url: str | None, window_days: float, options: dict):
-    """(shadow job, speculative sensor, report asset) when the user has non-critical assets."""
+    """(shadow job, speculative sensor, reported report) when the user has non-critical assets."""
+    from shadow_dagster.dagster.speculation_report import build_speculation_report
     from shadow_dagster.dagster.speculative_sensor import _non_critical_keys, speculation_definitions
 
     if not isinstance(options, dict):
@@ -134,6 +127,27 @@ def _speculation(user_defs: Definitions | None, store_url: str | None, window_da
     assets = list(user_defs.assets or []) if user_defs is not None else []
     if not _non_critical_keys(assets):
         return None
-    spec = speculation_definitions(assets, window_days=window_days, signal_store_url=store_url, **options)
-    (job,), (sensor,), (report,) = spec.jobs, spec.sensors, spec.assets
+    spec = speculation_definitions(assets, report=False, window_days=window_days, signal_store_url=store_url,
+                                   **options)
+    (job,), (sensor,) = spec.jobs, spec.sensors
+    report = build_speculation_report(signal_store_url=store_url, policy=options.get("policy"),
+                                      window_days=window_days)
     return job, sensor, report
+
+
+def with_shadow(user_defs: Definitions, **options) -> Definitions:
+    """`user_defs` with shadow-dagster merged in: the one call a code location needs.
+
+    Works on any `Definitions` (hand-written, `load_defs`/`dg` autoloaded, built from
+    `load_assets_from_modules`): every executable asset is wrapped by the critical guard, every
+    other field (jobs, schedules, sensors, asset checks, resources, executor, loggers, metadata,
+    component tree) is kept as it is, and no step is added to the user's jobs. `options` are
+    `shadow_definitions`'s keywords.
+    """
+    from shadow_dagster.dagster.compat import replace_record
+    from shadow_dagster.dagster.critical import guard_assets
+
+    if not isinstance(user_defs, Definitions):
+        raise TypeError(f"with_shadow takes your Definitions, got {type(user_defs).__name__}")
+    guarded = replace_record(user_defs, assets=guard_assets(user_defs.assets or []))
+    return Definitions.merge(guarded, shadow_definitions(guarded, **options))

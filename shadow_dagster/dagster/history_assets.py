@@ -2,26 +2,30 @@
 
 All three read the signals of the rolling window, turn them into cases (one per workflow
 instance, see shadow_dagster.signals.cases) and write their results under
-$DAGSTER_HOME/shadow_dagster/ (node-link JSON graphs, fingerprint files). They return
-MaterializeResult with metadata only, so they work whatever IO manager the user configured.
+$DAGSTER_HOME/shadow_dagster/ (node-link JSON graphs, fingerprint files). They are
+reported assets (see shadow_dagster.dagster.reported): non-executable specs whose metadata an op
+of the refit job logs, so they work whatever IO manager the user configured and no user job
+selects them.
 """
 
+from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResult, MetadataValue, asset
+from dagster import AssetKey, AssetSpec, MetadataValue
 from dagster import TableColumn, TableRecord, TableSchema
 
-from shadow_dagster.cases import Case
 from shadow_dagster.dagster.fingerprints import fingerprint_dir, fingerprint_path, load_fingerprint
-from shadow_dagster.dagster.resources import SignalStoreResource
-from shadow_dagster.fingerprint import Fingerprint
-from shadow_dagster.graph import build_workflow_graph, execution_patterns, render_markdown, save_graph, summary
-from shadow_dagster.graph.patterns import markdown_table
-from shadow_dagster.signals.cases import cases_from_signals
-from shadow_dagster.store.signal_store import SignalStore
+from shadow_dagster.dagster.reported import Reported, reported_asset
+
+# The learning code (networkx, hmmlearn) loads when a refit runs, not with the code location.
+if TYPE_CHECKING:
+    from shadow_dagster.cases import Case
+    from shadow_dagster.fingerprint import Fingerprint
+    from shadow_dagster.store.signal_store import SignalStore
 
 GROUP = "shadow_dagster"
 SIGNALS_KEY = AssetKey("shadow_signals")
@@ -38,6 +42,8 @@ signals_spec = AssetSpec(
 def window_cases(store: SignalStore, window_days: float, *, executed_only: bool,
                  now_s: float | None = None) -> dict[str, list[Case]]:
     """Cases of the rolling window, grouped by workflow."""
+    from shadow_dagster.signals.cases import cases_from_signals
+
     now_s = time.time() if now_s is None else now_s
     since_ms = int((now_s - window_days * DAY_S) * 1000)
     cases = cases_from_signals(store.signals(since_ms=since_ms), executed_only=executed_only)
@@ -54,7 +60,7 @@ def _table(rows: list[dict], columns: list[str]) -> MetadataValue:
     return MetadataValue.table(records=[TableRecord({c: r.get(c) for c in columns}) for r in rows], schema=schema)
 
 
-def _job_definitions(context: AssetExecutionContext, fallback: Callable[[], list]) -> list:
+def _job_definitions(context, fallback: Callable[[], list]) -> list:
     """Jobs of the code location (from the run's repository, else the user definitions given)."""
     try:
         return list(context.repository_def.get_all_jobs())
@@ -62,20 +68,15 @@ def _job_definitions(context: AssetExecutionContext, fallback: Callable[[], list
         return fallback()
 
 
-def build_history_assets(*, window_days: float, jobs: Callable[[], list], output_dir: Callable[[], Path]):
+def build_history_assets(*, window_days: float, jobs: Callable[[], list],
+                         output_dir: Callable[[], Path]) -> list[Reported]:
     """The three history assets; `jobs()` lists the user's job definitions for data edges."""
 
-    @asset(
-        name="workflow_graph",
-        group_name=GROUP,
-        deps=[SIGNALS_KEY],
-        description="Per-workflow DAG from job definitions and observed history (node-link JSON).",
-        kinds={"networkx"},
-    )
-    def workflow_graph(context: AssetExecutionContext, shadow_signal_store: SignalStoreResource):
+    def workflow_graph(context) -> dict:
         from shadow_dagster.dagster.job_graph import definition_graph
+        from shadow_dagster.graph import build_workflow_graph, render_markdown, save_graph, summary
 
-        grouped = window_cases(shadow_signal_store.get_store(), window_days, executed_only=False)
+        grouped = window_cases(context.resources.shadow_signal_store.get_store(), window_days, executed_only=False)
         job_defs = {j.name: j for j in _job_definitions(context, jobs)}
         out = output_dir() / "graphs"
         out.mkdir(parents=True, exist_ok=True)
@@ -100,41 +101,30 @@ def build_history_assets(*, window_days: float, jobs: Callable[[], list], output
                                            "trigger_edges", "cases", "runs", "path"])
         metadata["diagram"] = MetadataValue.md("\n\n".join(sections) or "no workflow history in the window yet")
         metadata["directory"] = MetadataValue.path(str(out))
-        return MaterializeResult(metadata=metadata)
+        return metadata
 
-    @asset(
-        name="execution_patterns",
-        group_name=GROUP,
-        deps=[SIGNALS_KEY],
-        description="Frequent step sequences (n-grams with support) and run variants per workflow.",
-        kinds={"pandas"},
-    )
-    def execution_patterns_asset(context: AssetExecutionContext, shadow_signal_store: SignalStoreResource):
-        grouped = window_cases(shadow_signal_store.get_store(), window_days, executed_only=False)
+    def execution_patterns_metadata(context) -> dict:
+        from shadow_dagster.graph import execution_patterns
+        from shadow_dagster.graph.patterns import markdown_table
+
+        grouped = window_cases(context.resources.shadow_signal_store.get_store(), window_days, executed_only=False)
         cases = [c for group in grouped.values() for c in group]
         patterns = execution_patterns(cases) if cases else {"sequences": [], "variants": []}
         seqs, variants = patterns["sequences"], patterns["variants"]
-        return MaterializeResult(
-            metadata={
-                "workflows": len(grouped),
-                "instances": len(cases),
-                "frequent_sequences": len(seqs),
-                "variants": len(variants),
-                "sequences_table": _table(seqs[:200], ["workflow", "sequence", "n", "cases", "support"]),
-                "variants_table": _table(variants[:100], ["workflow", "variant", "length", "count", "share"]),
-                "variants_md": MetadataValue.md(markdown_table(variants, max_rows=30) if variants else "no runs yet"),
-            }
-        )
+        return {
+            "workflows": len(grouped),
+            "instances": len(cases),
+            "frequent_sequences": len(seqs),
+            "variants": len(variants),
+            "sequences_table": _table(seqs[:200], ["workflow", "sequence", "n", "cases", "support"]),
+            "variants_table": _table(variants[:100], ["workflow", "variant", "length", "count", "share"]),
+            "variants_md": MetadataValue.md(markdown_table(variants, max_rows=30) if variants else "no runs yet"),
+        }
 
-    @asset(
-        name="workflow_fingerprint",
-        group_name=GROUP,
-        deps=[SIGNALS_KEY, AssetKey("workflow_graph")],
-        description="Per-workflow next-step model (Markov with backoff, HMM, durations) with held-out accuracy.",
-        kinds={"hmmlearn"},
-    )
-    def workflow_fingerprint(context: AssetExecutionContext, shadow_signal_store: SignalStoreResource):
-        grouped = window_cases(shadow_signal_store.get_store(), window_days, executed_only=True)
+    def workflow_fingerprint(context) -> dict:
+        from shadow_dagster.graph.patterns import markdown_table
+
+        grouped = window_cases(context.resources.shadow_signal_store.get_store(), window_days, executed_only=True)
         directory = fingerprint_dir()
         metadata: dict = {"workflows": len(grouped), "window_days": window_days}
         rows = []
@@ -160,13 +150,31 @@ def build_history_assets(*, window_days: float, jobs: Callable[[], list], output
             markdown_table(rows, columns=cols) if rows else "no workflow history in the window yet"
         )
         metadata["directory"] = MetadataValue.path(str(directory))
-        return MaterializeResult(metadata=metadata)
+        return metadata
 
-    return [workflow_graph, execution_patterns_asset, workflow_fingerprint]
+    store = ["shadow_signal_store"]
+    return [
+        reported_asset(history_spec("workflow_graph", "networkx", "Per-workflow DAG from job definitions and "
+                                    "observed history (node-link JSON)."), workflow_graph, resource_keys=store),
+        reported_asset(history_spec("execution_patterns", "pandas", "Frequent step sequences (n-grams with "
+                                    "support) and run variants per workflow."), execution_patterns_metadata,
+                       resource_keys=store),
+        reported_asset(history_spec("workflow_fingerprint", "hmmlearn", "Per-workflow next-step model (Markov "
+                                    "with backoff, HMM, durations) with held-out accuracy.",
+                                    deps=[SIGNALS_KEY, AssetKey("workflow_graph")]),
+                       workflow_fingerprint, resource_keys=store),
+    ]
+
+
+def history_spec(name: str, kind: str, description: str, *, deps=(SIGNALS_KEY,)) -> AssetSpec:
+    """The spec of a reported asset in the `shadow_dagster` group."""
+    return AssetSpec(AssetKey(name), group_name=GROUP, deps=list(deps), description=description, kinds={kind})
 
 
 def fit_or_reuse(workflow: str, cases: list[Case], window_days: float) -> tuple[Fingerprint, bool]:
     """(fingerprint, refitted): the stored one when it was fitted on exactly this history."""
+    from shadow_dagster.fingerprint import Fingerprint
+
     stored = load_fingerprint(workflow)
     fitted = Fingerprint.fit(cases, window_days=window_days, k=3, seed=0, previous=stored)
     if fitted is stored:

@@ -1,11 +1,13 @@
 """The `speculation_report` asset: speculation totals as numeric metadata (plotted over time by the
-Dagster UI) and a markdown table of recent shadow runs."""
+Dagster UI) and a markdown table of recent shadow runs. A reported asset (see `reported.py`): the
+refit job's `speculation_report` op logs it."""
 
 
 import json
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, RunsFilter, asset
+from dagster import AssetKey, AssetSpec, MetadataValue, RunsFilter
 
+from shadow_dagster.dagster.reported import Reported, reported_asset
 from shadow_dagster.dagster.rollback import ACTIVITY_TAG, policy_outcomes, read_outcomes
 from shadow_dagster.speculation.policy import PolicyConfig, PolicyState
 from shadow_dagster.store.engine import default_url
@@ -88,12 +90,10 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def build_speculation_report(*, signal_store_url: str | None = None, policy: PolicyConfig | None = None,
-                             window_days: float = 30.0, name: str = "speculation_report"):
-    """The report asset (critical by default: it reads state, it is not worth pre-executing)."""
+                             window_days: float = 30.0, name: str = "speculation_report") -> Reported:
+    """The report (its spec and the op that logs it)."""
 
-    @asset(name=name, group_name="shadow_dagster",
-           description="shadow-dagster speculation totals: predictions, hits, misses, seconds saved and wasted")
-    def _report(context: AssetExecutionContext) -> MaterializeResult:
+    def _report(context) -> dict:
         store = SignalStore(signal_store_url or default_url())
         try:
             import time
@@ -107,9 +107,9 @@ def build_speculation_report(*, signal_store_url: str | None = None, policy: Pol
                 for k, v in totals.items()}
         meta["recent_shadow_runs"] = MetadataValue.md(markdown_table(rows))
         meta["totals_json"] = MetadataValue.json(json.loads(json.dumps(totals)))
-        return MaterializeResult(metadata=meta)
+        return meta
 
-    return _report
-
-
-speculation_report = build_speculation_report()
+    spec = AssetSpec(AssetKey(name), group_name="shadow_dagster", deps=[AssetKey("shadow_signals")],
+                     description="shadow-dagster speculation totals: predictions, hits, misses, seconds "
+                                 "saved and wasted")
+    return reported_asset(spec, _report)

@@ -80,6 +80,7 @@ from shadow_dagster.tags import (
 
 SHADOW_JOB_NAME = "__shadow_dagster_shadow_job"
 SPECULATIVE_SENSOR_NAME = "shadow_speculative_sensor"
+REPORT_JOB = "shadow_dagster_report"
 
 
 # ------------------------------------------------------------------------------ shadow job
@@ -510,20 +511,25 @@ def build_speculative_sensor(
 
 def speculation_definitions(assets: Iterable, *, report: bool = True, window_days: float = 30.0,
                             **sensor_kwargs):
-    """The shadow job, the speculative sensor and the `speculation_report` asset for `assets` (the
-    user's assets, already passed through `guard_assets`): merge with `Definitions.merge`.
-    `shadow_definitions(user_defs)` calls this for you."""
+    """The shadow job, the speculative sensor and the `speculation_report` asset (with
+    `REPORT_JOB`, which logs it) for `assets` (the user's assets, already passed through
+    `guard_assets`): merge with `Definitions.merge`. `shadow_definitions(user_defs)` calls this for
+    you and logs the report from its refit job instead."""
     from dagster import Definitions
 
+    from shadow_dagster.dagster.reported import reporting_job
     from shadow_dagster.dagster.speculation_report import build_speculation_report
 
     if "job" in sensor_kwargs or "job_name" in sensor_kwargs:
         raise TypeError("speculation_definitions builds the shadow job itself; do not pass job/job_name")
     job = shadow_job(assets)
     sensor_def = build_speculative_sensor(job=job, **sensor_kwargs)
-    extra = [build_speculation_report(signal_store_url=sensor_kwargs.get("signal_store_url"),
-                                      policy=sensor_kwargs.get("policy"), window_days=window_days)] if report else []
-    return Definitions(assets=extra, jobs=[job], sensors=[sensor_def])
+    if not report:
+        return Definitions(jobs=[job], sensors=[sensor_def])
+    reported = build_speculation_report(signal_store_url=sensor_kwargs.get("signal_store_url"),
+                                        policy=sensor_kwargs.get("policy"), window_days=window_days)
+    return Definitions(assets=[reported.spec], jobs=[job, reporting_job(REPORT_JOB, [reported])],
+                       sensors=[sensor_def])
 
 
 def speculation_pending(instance) -> int:
@@ -531,5 +537,5 @@ def speculation_pending(instance) -> int:
     return sum(1 for r in instance.get_runs(filters=RunsFilter(tags={SHADOW_TAG: "true"})) if r.status in IN_FLIGHT)
 
 
-__all__ = ["SHADOW_JOB_NAME", "SPECULATIVE_SENSOR_NAME", "build_catalog", "build_speculative_sensor",
+__all__ = ["REPORT_JOB", "SHADOW_JOB_NAME", "SPECULATIVE_SENSOR_NAME", "build_catalog", "build_speculative_sensor",
            "live_groups", "shadow_job", "speculation_definitions", "speculation_pending"]

@@ -2,9 +2,7 @@
 
 from dagster import Definitions
 
-from shadow_dagster.dagster.critical import guard_assets
-from shadow_dagster.dagster.definitions import shadow_definitions
-from shadow_dagster.dagster.io_manager import ShadowIOManager
+from shadow_dagster import ShadowIOManager, with_shadow
 
 from .assets_ingest import ASSETS as INGEST_ASSETS
 from .assets_modeling import ASSETS as MODELING_ASSETS
@@ -14,13 +12,13 @@ from .resources import ExampleSettings, ExternalSystem, scale_from_env
 
 
 def build_pipeline(scale: float | None = None) -> Definitions:
-    """The pipeline alone: assets (critical guard applied), jobs, chain sensor and resources.
+    """The pipeline alone: assets, jobs, chain sensor and resources.
 
     The IO manager is shadow-aware: in live runs it writes <DAGSTER_HOME>/storage exactly like
     FilesystemIOManager; in shadow runs it writes only the isolated shadow store.
     """
     return Definitions(
-        assets=guard_assets([*INGEST_ASSETS, *MODELING_ASSETS]),
+        assets=[*INGEST_ASSETS, *MODELING_ASSETS],
         jobs=JOBS,
         sensors=[daily_pipeline_chain],
         resources={
@@ -32,7 +30,7 @@ def build_pipeline(scale: float | None = None) -> Definitions:
 
 
 def build_definitions(scale: float | None = None, **shadow_options) -> Definitions:
-    """The pipeline merged with `shadow_definitions(...)`, as a user's code location would be.
+    """The pipeline with `with_shadow(...)`, as a user's code location would be.
 
     Signals are sampled at 10 ms: at demo scale steps last well under a second. The speculative
     sensor looks 6 steps ahead, far enough to reach the next job of the chain while job A runs.
@@ -44,7 +42,7 @@ def build_definitions(scale: float | None = None, **shadow_options) -> Definitio
     shadow_options["speculation"].setdefault("horizon", 6)
     shadow_options["speculation"].setdefault("purge", "misses")
     pipeline = build_pipeline(scale)
-    return Definitions.merge(pipeline, shadow_definitions(pipeline, **shadow_options))
+    return with_shadow(pipeline, **shadow_options)
 
 
 defs = build_definitions()
