@@ -45,6 +45,16 @@ def test_inputs_must_exist_or_be_produced_in_the_same_run():
     assert [w.assets for w in p2.work] == [("report",)]
 
 
+def test_a_refused_step_is_skipped_with_its_reason_and_blocks_its_consumers():
+    why = "needs resource(s) 'files' that are not shadow-safe"
+    catalog = {**CATALOG, "etl/clean": StepInfo(("clean",), critical=False, deps=("raw",), duration_s=4,
+                                               refusal=why)}
+    p = plan(workflow="etl", workflow_key="day-1", fingerprint_hash="fp1", catalog=catalog, available=("raw",),
+             candidates=[Candidate("etl/clean", 0.9, 100), Candidate("etl/features", 0.9, 100)], policy=POLICY)
+    assert p.work == [] and p.skipped["etl/clean"] == why
+    assert why in p.skipped["etl/features"]            # its producer cannot run in the shadow run either
+
+
 def test_missing_external_input_blocks():
     p = run_plan([Candidate("etl/model", 0.9, 100)])
     assert p.work == [] and "ext" in p.skipped["etl/model"]

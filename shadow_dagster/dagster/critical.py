@@ -35,12 +35,22 @@ def step_is_critical(step_context) -> bool:
 
 
 def guard_step(step_context) -> None:
-    """Raise ShadowCriticalStepError when a critical step executes inside a shadow run."""
-    if is_shadow_run(step_context.run_tags) and step_is_critical(step_context):
+    """Raise ShadowCriticalStepError when a critical step, or one that needs a resource that is not
+    shadow-safe, executes inside a shadow run."""
+    if not is_shadow_run(step_context.run_tags):
+        return
+    if step_is_critical(step_context):
         raise ShadowCriticalStepError(
             f"step {step_context.step.key!r} is critical and may not execute in shadow run "
             f"{step_context.run_id}; tag it {CRITICAL_TAG}='false' only if it has no side effects "
             "outside the asset store")
+    from shadow_dagster.dagster.shadow_env import read_only_from_tags, refusal, resources_written, unsafe_resources
+
+    unsafe = unsafe_resources(resources_written(step_context.op_def), step_context.job_def.resource_defs,
+                              read_only_from_tags(step_context.run_tags))
+    if unsafe:
+        raise ShadowCriticalStepError(f"step {step_context.step.key!r} may not execute in shadow run "
+                                      f"{step_context.run_id}: it {refusal(unsafe)}")
 
 
 def current_step_context():

@@ -72,6 +72,7 @@ def shadow_definitions(
     refit_cron: str = "*/10 * * * *",
     refit_min_new_runs: int = 1,
     speculation: dict | None = None,
+    read_only_resources: list[str] | tuple[str, ...] = (),
 ) -> Definitions:
     """Definitions to merge into yours: `Definitions.merge(my_defs, shadow_definitions(my_defs))`.
 
@@ -79,7 +80,9 @@ def shadow_definitions(
     speculation: when it has assets tagged `shadow_dagster/critical: "false"`, a shadow asset job
     over them and the speculative sensor are added (`speculation` passes options to
     `build_speculative_sensor`, e.g. `{"policy": PolicyConfig(...), "ttl_s": 1800}`), with the
-    `speculation_report` asset. Invalid values (resolution outside 1 ms..60 s, a malformed URL, a
+    `speculation_report` asset. A non-critical step is pre-executed only if every resource it writes
+    through is shadow-safe (see shadow_dagster.dagster.shadow_env); `read_only_resources` names the
+    resource keys you declare write nothing. Invalid values (resolution outside 1 ms..60 s, a malformed URL, a
     non-positive window) raise here, at load time.
     """
     _positive_finite("window_days", window_days)
@@ -100,7 +103,9 @@ def shadow_definitions(
 
     history = build_history_assets(window_days=window_days, jobs=user_jobs, output_dir=_output_dir)
     jobs, sensors = [], [build_signal_sensor(minimum_interval_seconds=sensor_interval_seconds)]
-    speculative = _speculation(user_defs, store_url, window_days, speculation or {})
+    if isinstance(read_only_resources, str) or not all(isinstance(k, str) for k in read_only_resources):
+        raise TypeError(f"read_only_resources must be a list of resource keys, got {read_only_resources!r}")
+    speculative = _speculation(user_defs, store_url, window_days, speculation or {}, read_only_resources)
     if speculative is not None:
         shadow, sensor, report = speculative
         jobs.append(shadow)
@@ -117,7 +122,8 @@ def shadow_definitions(
     )
 
 
-def _speculation(user_defs: Definitions | None, store_url: str | None, window_days: float, options: dict):
+def _speculation(user_defs: Definitions | None, store_url: str | None, window_days: float, options: dict,
+                 read_only_resources=()):
     """(shadow job, speculative sensor, reported report) when the user has non-critical assets."""
     from shadow_dagster.dagster.speculation_report import build_speculation_report
     from shadow_dagster.dagster.speculative_sensor import _non_critical_keys, speculation_definitions
@@ -128,7 +134,7 @@ def _speculation(user_defs: Definitions | None, store_url: str | None, window_da
     if not _non_critical_keys(assets):
         return None
     spec = speculation_definitions(assets, report=False, window_days=window_days, signal_store_url=store_url,
-                                   **options)
+                                   read_only_resources=read_only_resources, **options)
     (job,), (sensor,) = spec.jobs, spec.sensors
     report = build_speculation_report(signal_store_url=store_url, policy=options.get("policy"),
                                       window_days=window_days)

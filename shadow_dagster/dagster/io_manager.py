@@ -26,6 +26,7 @@ from pydantic import Field
 
 from shadow_dagster.dagster.compat import PICKLE_PROTOCOL, PickledObjectFilesystemIOManager
 from shadow_dagster.dagster.critical import guard_step
+from shadow_dagster.dagster.shadow_env import ShadowSafe
 from shadow_dagster.dagster.step_provenance import compute_step_provenance
 from shadow_dagster.speculation.atomic import ContentMismatch, atomic_copy, atomic_write
 from shadow_dagster.speculation.isolation import ShadowIsolationError, check_disjoint, check_outside
@@ -235,7 +236,7 @@ class ShadowRunIOManager(IOManager):
             "shadow store (deleted or never completed); the shadow run cannot read it from live storage")
 
 
-class ShadowIOManager(ConfigurableIOManagerFactory):
+class ShadowIOManager(ConfigurableIOManagerFactory, ShadowSafe):
     """Shadow-aware filesystem IO manager; a drop-in for `FilesystemIOManager(base_dir=...)`.
 
     Live runs read and write `base_dir` like FilesystemIOManager. Shadow runs write only under

@@ -13,6 +13,7 @@ from collections import defaultdict
 
 from dagster import JobDefinition
 
+from shadow_dagster.dagster.shadow_env import resources_written
 from shadow_dagster.tags import CRITICAL_TAG, is_critical
 
 CONCURRENCY_TAG = "dagster/concurrency_key"
@@ -53,6 +54,7 @@ def definition_graph(job_def: JobDefinition, prefix: str = "") -> tuple[list[tup
             "job": job_def.name,
             "op": op_def.name,
             "required_resources": sorted(op_def.required_resource_keys),
+            "written_resources": sorted(resources_written(op_def)),
             "pool": op_def.pool,
             "concurrency_key": tags.get(CONCURRENCY_TAG),
             "tags": tags,

@@ -97,14 +97,18 @@ def _non_critical_keys(assets: Iterable) -> list[AssetKey]:
     return keys
 
 
-def shadow_job(assets: Iterable, name: str = SHADOW_JOB_NAME, executor_def=None):
+def shadow_job(assets: Iterable, name: str = SHADOW_JOB_NAME, executor_def=None,
+               read_only_resources: Iterable[str] = ()):
     """The asset job shadow runs execute: every non-critical asset among `assets` (subset per run).
 
     Shadow runs hold a few predicted steps and race the live run to them, so by default their
     steps run in the run worker's process (no per-step process start); pass `executor_def` to
-    choose another executor.
+    choose another executor. `read_only_resources` (resource keys the user declares write nothing)
+    ride on the job's tags to the critical guard of every shadow run.
     """
     from dagster import in_process_executor
+
+    from shadow_dagster.dagster.shadow_env import READ_ONLY_TAG
 
     keys = _non_critical_keys(list(assets))
     if not keys:
@@ -112,6 +116,7 @@ def shadow_job(assets: Iterable, name: str = SHADOW_JOB_NAME, executor_def=None)
                          "shadow_dagster/critical='false' (op_tags or tags)")
     return define_asset_job(name, selection=AssetSelection.assets(*keys),
                             executor_def=executor_def or in_process_executor,
+                            tags={READ_ONLY_TAG: ",".join(sorted(read_only_resources))},
                             description="shadow-dagster: pre-executes predicted non-critical assets")
 
 
@@ -120,12 +125,17 @@ def build_catalog(repository_def, shadow_job_name: str = SHADOW_JOB_NAME) -> dic
     """activity ("job/step") -> StepInfo for every asset step of every job of the repository.
 
     A step is eligible (critical=False) only if it is non-critical and all its assets are in the
-    shadow job, so that a RunRequest on that job can select them.
+    shadow job, so that a RunRequest on that job can select them; one that needs a resource that is
+    not shadow-safe carries the refusal in words.
     """
+    from shadow_dagster.dagster.shadow_env import read_only_from_tags, refusal, unsafe_resources
+
     try:
-        shadow_keys = {k.to_user_string() for k in repository_def.get_job(shadow_job_name).asset_layer.selected_asset_keys}
+        shadow = repository_def.get_job(shadow_job_name)
+        shadow_keys = {k.to_user_string() for k in shadow.asset_layer.selected_asset_keys}
+        read_only = read_only_from_tags(shadow.tags)
     except Exception:  # noqa: BLE001 - no shadow job: nothing is eligible
-        shadow_keys = set()
+        shadow_keys, read_only = set(), []
     graph = repository_def.asset_graph
     catalog: dict[str, StepInfo] = {}
     for job in repository_def.get_all_jobs():
@@ -142,8 +152,10 @@ def build_catalog(repository_def, shadow_job_name: str = SHADOW_JOB_NAME) -> dic
                 deps |= {p.to_user_string() for p in node.parent_keys}
                 partitioned = partitioned or node.partitions_def is not None
             critical = bool(info.get("critical", True)) or not set(assets) <= shadow_keys
+            unsafe = [] if critical else unsafe_resources(info.get("written_resources", ()), job.resource_defs,
+                                                          read_only)
             catalog[f"{job.name}/{step_key}"] = StepInfo(assets, critical, tuple(sorted(deps - set(assets))),
-                                                         None, partitioned)
+                                                         None, partitioned, refusal(unsafe) if unsafe else None)
     return catalog
 
 
@@ -438,7 +450,7 @@ def build_speculative_sensor(
             attrs = case_attrs(first.tags, start_s)
             cands = _candidates(fp, view, attrs, now, horizon, policy.min_probability)
             durations = {a: d.mean for a, d in fp.timing.duration.items()}
-            local = {a: StepInfo(i.assets, i.critical, i.deps, durations.get(a), i.partitioned)
+            local = {a: StepInfo(i.assets, i.critical, i.deps, durations.get(a), i.partitioned, i.refusal)
                      for a, i in catalog.items()}
             needed = {d for c in cands if c.activity in local for d in local[c.activity].deps}
             partition = first.tags.get(PARTITION_TAG)
@@ -510,7 +522,7 @@ def build_speculative_sensor(
 
 
 def speculation_definitions(assets: Iterable, *, report: bool = True, window_days: float = 30.0,
-                            **sensor_kwargs):
+                            read_only_resources: Iterable[str] = (), **sensor_kwargs):
     """The shadow job, the speculative sensor and the `speculation_report` asset (with
     `REPORT_JOB`, which logs it) for `assets` (the user's assets, already passed through
     `guard_assets`): merge with `Definitions.merge`. `shadow_definitions(user_defs)` calls this for
@@ -522,7 +534,7 @@ def speculation_definitions(assets: Iterable, *, report: bool = True, window_day
 
     if "job" in sensor_kwargs or "job_name" in sensor_kwargs:
         raise TypeError("speculation_definitions builds the shadow job itself; do not pass job/job_name")
-    job = shadow_job(assets)
+    job = shadow_job(assets, read_only_resources=read_only_resources)
     sensor_def = build_speculative_sensor(job=job, **sensor_kwargs)
     if not report:
         return Definitions(jobs=[job], sensors=[sensor_def])

@@ -9,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 from dagster import ConfigurableResource
 
+from shadow_dagster.dagster.shadow_env import ShadowSafe
+
 SCALE_ENV = "SHADOW_DAGSTER_EXAMPLE_SCALE"
 EXTERNAL_ENV = "SHADOW_DAGSTER_EXAMPLE_EXTERNAL_DIR"
 FAST_SCALE = 0.02            # what `simulate(fast=True)` and the tests use
@@ -28,8 +30,9 @@ def scale_from_env() -> float:
     return value
 
 
-class ExampleSettings(ConfigurableResource):
-    """Compute scale of the example pipeline: 1.0 is full size, small values make runs fast."""
+class ExampleSettings(ConfigurableResource, ShadowSafe):
+    """Compute scale of the example pipeline: 1.0 is full size, small values make runs fast (read-only,
+    hence shadow-safe)."""
 
     scale: float = 1.0
 

@@ -28,6 +28,7 @@ class StepInfo:
     deps: tuple[str, ...] = ()             # upstream asset keys of those assets (outside the step)
     duration_s: float | None = None        # expected compute seconds
     partitioned: bool = False
+    refusal: str | None = None             # why a non-critical step may still not be pre-executed
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,8 @@ def _closure(activity: str, catalog: Mapping[str, StepInfo], producer: Mapping[s
             return f"{act} is not an asset step"
         if info.critical:
             return f"{act} is critical"
+        if info.refusal:
+            return f"{act} {info.refusal}"
         visiting.add(act)
         own = set(info.assets)
         for dep in info.deps:
@@ -220,6 +223,9 @@ def plan(
             continue
         if info.critical:
             out.skipped[act] = "critical: never pre-executed"
+            continue
+        if info.refusal:
+            out.skipped[act] = info.refusal
             continue
         if info.assets and set(info.assets) <= available:
             out.skipped[act] = "its assets already exist for this instance"

@@ -1,0 +1,72 @@
+"""Which resources a shadow run may touch: a step runs there only if every resource it writes
+through is shadow-safe.
+
+A resource is shadow-safe when its class derives from `ShadowSafe` (it writes nothing outside
+shadow storage in a shadow run: `ShadowIOManager`, or a read-only resource) or when the user lists
+its key in `with_shadow(..., read_only_resources=[...])`. Everything else (a `DuckDBResource`, a
+plain `FilesystemIOManager`, a function resource) may write live storage, so a step that needs it
+is refused, both when the speculative sensor plans (the reason is in the tick's skip message) and
+in the shadow run itself, before the step's body.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Mapping
+
+from shadow_dagster.tags import PREFIX
+
+READ_ONLY_TAG = PREFIX + "read_only_resources"   # shadow job tag: comma-separated resource keys
+
+
+class ShadowSafe:
+    """Mixin for resources that write nothing outside shadow storage in a shadow run."""
+
+
+def is_shadow_safe(resource_def) -> bool:
+    """True when the resource (a definition or a Pythonic resource) derives from ShadowSafe."""
+    cls = getattr(resource_def, "configurable_resource_cls", None) or type(resource_def)
+    return isinstance(cls, type) and issubclass(cls, ShadowSafe)
+
+
+def _returns_materialize_result(op_def) -> bool:
+    """The body is annotated `-> MaterializeResult`: Dagster then invokes no IO manager."""
+    from dagster import MaterializeResult
+
+    fn = getattr(getattr(op_def, "compute_fn", None), "decorated_fn", None)
+    if fn is None:
+        return False
+    try:
+        annotation = inspect.signature(fn).return_annotation
+    except (TypeError, ValueError):
+        return False
+    return annotation is MaterializeResult or annotation == "MaterializeResult"
+
+
+def resources_written(op_def) -> set[str]:
+    """Resource keys the op can write through: its required resources and the IO managers of the
+    outputs Dagster will store."""
+    keys = set(op_def.required_resource_keys)
+    skip_io = _returns_materialize_result(op_def)
+    for out in op_def.output_defs:
+        if not out.dagster_type.is_nothing and not skip_io:
+            keys.add(out.io_manager_key)
+    return keys
+
+
+def unsafe_resources(keys: Iterable[str], resource_defs: Mapping, read_only: Iterable[str] = ()) -> list[str]:
+    """The resource keys among `keys` (see `resources_written`) that are not shadow-safe, sorted."""
+    allowed = set(read_only)
+    return sorted(k for k in set(keys)
+                  if k not in allowed and not (k in resource_defs and is_shadow_safe(resource_defs[k])))
+
+
+def read_only_from_tags(tags: Mapping[str, str]) -> list[str]:
+    return [k for k in (tags.get(READ_ONLY_TAG) or "").split(",") if k]
+
+
+def refusal(keys: list[str]) -> str:
+    """The reason a step is not pre-executed, in words."""
+    names = ", ".join(repr(k) for k in keys)
+    return (f"needs resource(s) {names} that are not shadow-safe (they could write live storage); use a "
+            "shadow-aware resource or list read-only ones in with_shadow(read_only_resources=[...])")
