@@ -89,6 +89,8 @@ def shadow_definitions(
     _positive_finite("retention_days", retention_days)
     _positive_int("sensor_interval_seconds", sensor_interval_seconds)
     _positive_int("refit_min_new_runs", refit_min_new_runs)
+    if isinstance(read_only_resources, str) or not all(isinstance(k, str) for k in read_only_resources):
+        raise TypeError(f"read_only_resources must be a list of resource keys, got {read_only_resources!r}")
     store = SignalStoreResource(
         url=store_url, resolution_ms=resolution_ms, retention_days=retention_days, page_size=page_size
     )
@@ -103,8 +105,6 @@ def shadow_definitions(
 
     history = build_history_assets(window_days=window_days, jobs=user_jobs, output_dir=_output_dir)
     jobs, sensors = [], [build_signal_sensor(minimum_interval_seconds=sensor_interval_seconds)]
-    if isinstance(read_only_resources, str) or not all(isinstance(k, str) for k in read_only_resources):
-        raise TypeError(f"read_only_resources must be a list of resource keys, got {read_only_resources!r}")
     speculative = _speculation(user_defs, store_url, window_days, speculation or {}, read_only_resources)
     if speculative is not None:
         shadow, sensor, report = speculative
