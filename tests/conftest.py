@@ -57,6 +57,21 @@ def instance(dagster_home):
     """A real DagsterInstance with consolidated SQLite event storage (global step cursor works)."""
     from dagster import DagsterInstance
 
-    inst = DagsterInstance.get()
-    yield inst
-    inst.dispose()
+    with DagsterInstance.get() as inst:
+        yield inst
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_defs_state_storage():
+    """Each test starts with no current defs-state storage and leaves none behind. A DagsterInstance
+    entered and not exited in order (a failed test's generator, a nested `with`) would otherwise
+    leave its storage as the current one; once that instance is collected, every later Definitions
+    load in the session fails with "Attempted to resolve undefined DagsterInstance weakref"."""
+    from shadow_dagster.dagster.compat import CURRENT_DEFS_STATE_STORAGE
+
+    token = CURRENT_DEFS_STATE_STORAGE.set(None)
+    yield
+    try:
+        CURRENT_DEFS_STATE_STORAGE.reset(token)
+    except ValueError:              # the test switched contexts; nothing of ours to restore
+        CURRENT_DEFS_STATE_STORAGE.set(None)

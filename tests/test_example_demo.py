@@ -23,8 +23,7 @@ def _free_port() -> int:
 def _stop(proc: subprocess.Popen) -> None:
     """Stop the script (SIGTERM, as a user would) and then kill whatever is left of what it started:
     its own process group and dagster dev's, which runs in a group of its own."""
-    procs = _processes()
-    groups = {proc.pid} | {procs[pid][1] for pid in _descendants(proc.pid) if pid in procs}
+    groups = _groups_under(proc.pid)
     try:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)                   # the script's grace period for dagster dev, bounded
@@ -101,8 +100,8 @@ def _processes() -> dict[int, tuple[int, int, str]]:
     return out
 
 
-def _descendants(root: int) -> set[int]:
-    procs, found, todo = _processes(), {root}, [root]
+def _descendants(root: int, procs: dict[int, tuple[int, int, str]]) -> set[int]:
+    found, todo = {root}, [root]
     while todo:
         parent = todo.pop()
         for pid, (ppid, _, _) in procs.items():
@@ -110,6 +109,13 @@ def _descendants(root: int) -> set[int]:
                 found.add(pid)
                 todo.append(pid)
     return found
+
+
+def _groups_under(root: int) -> set[int]:
+    """The process groups of `root` and of everything under it, from one snapshot of /proc (a
+    process that exits meanwhile is simply not in it)."""
+    procs = _processes()
+    return {root} | {procs[pid][1] for pid in _descendants(root, procs) if pid in procs}
 
 
 def _alive_in(groups: set[int]) -> dict[int, str]:
@@ -148,7 +154,7 @@ def test_a_signal_to_the_demo_stops_every_process_it_started(sig, tmp_path):
                         break
             except OSError:
                 time.sleep(0.5)
-        groups |= {_processes()[pid][1] for pid in _descendants(proc.pid) if pid in _processes()}
+        groups |= _groups_under(proc.pid)
         started = _alive_in(groups)
         assert len(groups) == 2, started                   # the script's group and dagster dev's own
         assert any("dagster_webserver" in c for c in started.values())
@@ -162,6 +168,7 @@ def test_a_signal_to_the_demo_stops_every_process_it_started(sig, tmp_path):
         assert proc.wait(timeout=5) == 128 + sig, log.read_text()[-3000:]
         assert "stopping dagster dev" in log.read_text(), log.read_text()[-3000:]
     finally:
+        groups |= _groups_under(proc.pid)                  # also when it failed before they were found
         for group in groups:                               # whatever this test started, never left behind
             try:
                 os.killpg(group, signal.SIGKILL)

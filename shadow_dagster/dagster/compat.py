@@ -30,6 +30,9 @@ PRIVATE = {
     "AssetKeyPartitionKey": ("dagster._core.definitions.events", "AssetKeyPartitionKey"),
     "LoadingContextForTest": ("dagster._core.loader", "LoadingContextForTest"),
     "CachingInstanceQueryer": ("dagster._utils.caching_instance_queryer", "CachingInstanceQueryer"),
+    # the ContextVar `with DagsterInstance` sets: an instance entered and never exited (or exited out
+    # of order) leaves it holding a disposed instance's storage, and every later Definitions load fails
+    "CURRENT_DEFS_STATE_STORAGE": ("dagster._core.storage.defs_state.base", "_current_storage"),
 }
 
 
