@@ -111,11 +111,14 @@ def test_refit_schedule_skips_until_new_runs_finish(instance, defs, tmp_path):
     store = SignalStore(f"sqlite:///{tmp_path / 's.db'}")
     schedule = defs.get_repository_def().get_schedule_def("shadow_dagster_refit_schedule")
     resources = {"shadow_signal_store": defs.get_repository_def().get_top_level_resources()["shadow_signal_store"]}
-    ctx = dg.build_schedule_context(instance=instance, resources=resources)
-    assert isinstance(schedule.evaluate_tick(ctx).skip_message, str)
+    # a schedule context opens its own instance from the ref: `with` closes it (left open, it stays
+    # the current defs-state storage after it is collected and breaks later Definitions loads)
+    with dg.build_schedule_context(instance=instance, resources=resources) as ctx:
+        assert isinstance(schedule.evaluate_tick(ctx).skip_message, str)
     history(instance, n=2)
     ingest(instance, store)
-    requests = schedule.evaluate_tick(dg.build_schedule_context(instance=instance, resources=resources)).run_requests
+    with dg.build_schedule_context(instance=instance, resources=resources) as ctx:
+        requests = schedule.evaluate_tick(ctx).run_requests
     assert len(requests) == 1 and requests[0].tags["shadow_dagster/refit_new_runs"] == "2"
 
 
@@ -127,7 +130,8 @@ def test_refit_schedule_after_a_successful_refit_skips_until_new_runs_finish(ins
     resources = {"shadow_signal_store": repo.get_top_level_resources()["shadow_signal_store"]}
 
     def tick():
-        return schedule.evaluate_tick(dg.build_schedule_context(instance=instance, resources=resources))
+        with dg.build_schedule_context(instance=instance, resources=resources) as ctx:
+            return schedule.evaluate_tick(ctx)
 
     history(instance, n=2)
     ingest(instance, store, resolution_ms=1)   # exact end times: the new run below ends after the refit
