@@ -4,17 +4,30 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PORT="${PORT:-3000}"
-DEMO_DAYS="${DEMO_DAYS:-10}"
+DEMO_DAYS="${DEMO_DAYS:-6}"
 # the seeded chain waits between jobs as the deployed chain sensor and run launcher do, so the
 # fingerprint learns realistic start times for the next job (what speculation has to beat)
 DEMO_CHAIN_DELAY="${DEMO_CHAIN_DELAY:-3}"
 BIN="$PWD/.venv/bin"
 export DAGSTER_HOME="${DEMO_HOME:-$PWD/.dagster_home}"
-# Live runs and the seeded history use the same compute scale, so learned durations match.
+# Live runs and the seeded history use the same compute scale and warehouse load time, so learned
+# durations match. A warehouse load takes seconds to minutes in real pipelines; while the live
+# ingest_job waits at its (critical) load, the speculative sensor pre-executes train_job's
+# non-critical steps, which are ready before the chain sensor starts train_job.
 export SHADOW_DAGSTER_EXAMPLE_SCALE="${SHADOW_DAGSTER_EXAMPLE_SCALE:-0.25}"
+export SHADOW_DAGSTER_EXAMPLE_LOAD_S="${SHADOW_DAGSTER_EXAMPLE_LOAD_S:-30}"
 
 if "$BIN/python" -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1', int(sys.argv[1]))) != 0)" "$PORT"; then
   echo "port $PORT is already in use; run: make demo PORT=<free port>" >&2
+  exit 1
+fi
+
+if ! "$BIN/python" -c "import sys
+from shadow_dagster.example.resources import load_seconds_from_env, scale_from_env
+try:
+    scale_from_env(); load_seconds_from_env()
+except ValueError as exc:
+    sys.exit(str(exc))"; then
   exit 1
 fi
 
@@ -128,4 +141,7 @@ echo "shadow-dagster demo is up: http://127.0.0.1:$PORT"
 echo "  runs (shadow runs carry shadow_dagster/shadow=true): http://127.0.0.1:$PORT/runs"
 echo "  lineage: http://127.0.0.1:$PORT/locations/shadow_dagster_example/asset-groups/shadow_dagster/lineage"
 echo "(Ctrl-C stops it; history and outputs stay in $DAGSTER_HOME)"
+echo "following $LIVE_KEY: its shadow runs and reuses are printed below as they happen"
+run "$BIN/python" -W ignore -m shadow_dagster.example.watch --workflow "$LIVE_KEY" \
+  --url "http://127.0.0.1:$PORT" --timeout 600 || true
 wait "$DEV_PID"

@@ -180,6 +180,31 @@ def test_partition_keys_and_scale_validation(monkeypatch):
     assert data.is_full_refresh_day(SUNDAY) and not data.is_full_refresh_day(MONDAY)
 
 
+def test_warehouse_load_time_from_env_and_its_limits(monkeypatch, tmp_path):
+    import pandas as pd
+
+    from shadow_dagster.example.resources import LOAD_ENV, ExternalSystem, load_seconds_from_env
+
+    monkeypatch.delenv(LOAD_ENV, raising=False)
+    assert load_seconds_from_env() == 0.0
+    monkeypatch.setenv(LOAD_ENV, "2.5")
+    assert load_seconds_from_env() == 2.5
+    for bad in ("soon", "-1", "601", "nan"):
+        monkeypatch.setenv(LOAD_ENV, bad)
+        with pytest.raises(ValueError, match=LOAD_ENV):
+            load_seconds_from_env()
+
+    class Home:
+        root_directory = str(tmp_path)
+
+    frame = pd.DataFrame({"a": [1, 2]})
+    target = ExternalSystem(load_s=0.0).load_table(Home(), "warehouse/t.csv", frame)
+    assert target.read_text() == "a\n1\n2\n"
+    with pytest.raises(ValueError, match="load_s"):
+        ExternalSystem(load_s=-3.0).load_table(Home(), "warehouse/u.csv", frame)
+    assert not (tmp_path / "external" / "warehouse" / "u.csv").exists()
+
+
 def test_demo_instance_config_and_cli_validation(tmp_path, monkeypatch):
     import shutil
     import subprocess

@@ -49,40 +49,77 @@ def test_demo_refuses_a_busy_port(tmp_path):
     assert not (tmp_path / "home").exists()
 
 
-@pytest.mark.slow
-def test_demo_seeds_history_and_serves_the_ui(tmp_path, monkeypatch):
-    from dagster import DagsterInstance, DagsterRunStatus
+@pytest.mark.parametrize("name, value", [("SHADOW_DAGSTER_EXAMPLE_LOAD_S", "soon"),
+                                         ("SHADOW_DAGSTER_EXAMPLE_SCALE", "0")])
+def test_demo_refuses_a_bad_setting_in_one_line(name, value, tmp_path):
+    env = {**os.environ, "PORT": str(_free_port()), "DEMO_HOME": str(tmp_path / "home"), name: value}
+    done = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0 and name in done.stderr, done.stderr
+    assert not (tmp_path / "home").exists()
 
-    port, home, log = _free_port(), tmp_path / "home", tmp_path / "demo.log"
+
+@pytest.mark.slow
+def test_demo_seeds_history_serves_the_ui_and_shows_a_reuse(tmp_path, monkeypatch):
+    """`make demo` end to end on 2 seeded days: the UI answers, the live instance it launches gets
+    a shadow run, and a live step reuses its output, which the demo prints with a link. The live
+    run's warehouse load waits (as the demo's 25-30 s loads do) and is held by a gate file until the
+    shadow run has finished, so how fast this host launches runs decides nothing here."""
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+    from shadow_dagster.tags import PARENT_TAG, SHADOW_TAG
+
+    port, home, log, gate = _free_port(), tmp_path / "home", tmp_path / "demo.log", tmp_path / "gate"
     env = {**os.environ, "PORT": str(port), "DEMO_HOME": str(home), "DEMO_DAYS": "2",
-           "SHADOW_DAGSTER_EXAMPLE_SCALE": "0.02"}
+           "SHADOW_DAGSTER_EXAMPLE_SCALE": "0.02", "SHADOW_DAGSTER_EXAMPLE_LOAD_S": "25",
+           "SHADOW_DAGSTER_EXAMPLE_LOAD_GATE": str(gate)}
     env.pop("DAGSTER_HOME", None)
+    gate.touch()                                 # the seeded history's loads take their 25 s only
     with log.open("w") as out:
         proc = subprocess.Popen(["bash", str(SCRIPT)], cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 240                  # a bound on waiting, not an assertion
-        while f"shadow-dagster demo is up: http://127.0.0.1:{port}" not in log.read_text() and proc.poll() is None:
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
+
+    def wait_for(what, done, bound_s=400):
+        deadline = time.monotonic() + bound_s               # a bound on waiting, not an assertion
+        while not done():
+            assert proc.poll() is None and time.monotonic() < deadline, (what, log.read_text()[-3000:])
             time.sleep(0.5)
-        assert proc.poll() is None, log.read_text()[-3000:]
+
+    try:
+        wait_for("history seeded", lambda: "ingesting signals" in log.read_text())
+        gate.unlink()                            # the live run's load now waits for the shadow run
+        wait_for("the UI", lambda: f"shadow-dagster demo is up: http://127.0.0.1:{port}" in log.read_text())
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=10) as response:
             assert b"dagster_webserver_version" in response.read()
         assert (home / "dagster.yaml").read_text() == (ROOT / "dagster.yaml").read_text()
         assert (home / "event_log.db").exists()              # consolidated event storage in use
         monkeypatch.setenv("DAGSTER_HOME", str(home))
-        assert "launched a live ingest_job run" in log.read_text()
+        text = log.read_text()
+        assert "launched a live ingest_job run" in text
+        live_key = text.split("(workflow ", 1)[1].split(")", 1)[0]
         assert (home / "shadow_dagster" / "fingerprints" / "ingest_job.fingerprint").exists()
         with DagsterInstance.get() as instance:
             runs = instance.get_runs()
             live = [r for r in runs if "#demo-" in r.tags.get("shadow_dagster/workflow", "")]
-            seeded = [r for r in runs if r not in live and not r.tags.get("shadow_dagster/shadow")]
+            seeded = [r for r in runs if r not in live and not r.tags.get(SHADOW_TAG)]
             # 2 seeded days of the 3-job chain, then the refit that fits the fingerprint before serving
             assert sorted(r.job_name for r in seeded) == sorted(
                 ["ingest_job", "train_job", "notify_job"] * 2 + ["shadow_dagster_refit"])
             assert all(r.status == DagsterRunStatus.SUCCESS for r in seeded)
-            # and the live run the demo launches for the speculative sensor to follow
             assert [r.job_name for r in live if r.job_name == "ingest_job"] == ["ingest_job"]
+
+            def shadow_finished():
+                shadows = instance.get_runs(RunsFilter(tags={SHADOW_TAG: "true", PARENT_TAG: live_key}))
+                assert not [r for r in shadows if r.status == DagsterRunStatus.FAILURE], shadows
+                return any(r.status == DagsterRunStatus.SUCCESS for r in shadows)
+
+            wait_for("a shadow run of the live instance", shadow_finished)
+        gate.touch()                             # the live load completes; train_job follows
+        wait_for("the live instance to end", lambda: "demo ended:" in log.read_text())
+        text = log.read_text()
+        assert f"demo ended: {live_key}: " in text and "reused a shadow output" in text, text[-3000:]
+        reuse = [line for line in text.splitlines() if line.startswith("reuse: live train_job run ")]
+        assert reuse and f"http://127.0.0.1:{port}/runs/" in reuse[0], text[-3000:]
     finally:
         _stop(proc)
 

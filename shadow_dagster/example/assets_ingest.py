@@ -65,7 +65,7 @@ def customer_snapshot(context: AssetExecutionContext, settings: ExampleSettings,
 
 
 def _load(context, external: ExternalSystem, frame: pd.DataFrame, name: str) -> MaterializeResult:
-    target = external.write_csv(context.instance, f"warehouse/{name}_{context.partition_key}.csv", frame)
+    target = external.load_table(context.instance, f"warehouse/{name}_{context.partition_key}.csv", frame)
     return MaterializeResult(metadata={"path": MetadataValue.path(str(target)), "rows": len(frame)},
                              data_version=DataVersion(data.content_hash(frame)))
 

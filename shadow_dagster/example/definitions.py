@@ -1,5 +1,7 @@
 """The example code location's Definitions, with the shadow-dagster integration merged in."""
 
+import os
+
 from dagster import Definitions
 
 from shadow_dagster import ShadowIOManager, with_shadow
@@ -8,12 +10,14 @@ from .assets_ingest import ASSETS as INGEST_ASSETS
 from .assets_modeling import ASSETS as MODELING_ASSETS
 from .chain import daily_pipeline_chain
 from .jobs import JOBS
-from .resources import ExampleSettings, ExternalSystem, scale_from_env
+from .resources import GATE_ENV, ExampleSettings, ExternalSystem, load_seconds_from_env, scale_from_env
 
 
 def build_pipeline(scale: float | None = None) -> Definitions:
     """The pipeline alone: assets, jobs, chain sensor and resources.
 
+    Warehouse loads take $SHADOW_DAGSTER_EXAMPLE_LOAD_S seconds (0 when unset; the demo sets it)
+    and wait for the file $SHADOW_DAGSTER_EXAMPLE_LOAD_GATE when it is set (tests).
     The IO manager is shadow-aware: in live runs it writes <DAGSTER_HOME>/storage exactly like
     FilesystemIOManager; in shadow runs it writes only the isolated shadow store.
     """
@@ -24,7 +28,7 @@ def build_pipeline(scale: float | None = None) -> Definitions:
         resources={
             "io_manager": ShadowIOManager(),
             "settings": ExampleSettings(scale=scale_from_env() if scale is None else scale),
-            "external": ExternalSystem(),
+            "external": ExternalSystem(load_s=load_seconds_from_env(), load_gate=os.environ.get(GATE_ENV, "")),
         },
     )
 

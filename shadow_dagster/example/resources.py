@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,9 @@ from shadow_dagster.dagster.shadow_env import ShadowSafe
 
 SCALE_ENV = "SHADOW_DAGSTER_EXAMPLE_SCALE"
 EXTERNAL_ENV = "SHADOW_DAGSTER_EXAMPLE_EXTERNAL_DIR"
+LOAD_ENV = "SHADOW_DAGSTER_EXAMPLE_LOAD_S"
+GATE_ENV = "SHADOW_DAGSTER_EXAMPLE_LOAD_GATE"
+MAX_LOAD_S = 600.0
 FAST_SCALE = 0.02            # what `simulate(fast=True)` and the tests use
 
 
@@ -30,6 +34,20 @@ def scale_from_env() -> float:
     return value
 
 
+def load_seconds_from_env() -> float:
+    """$SHADOW_DAGSTER_EXAMPLE_LOAD_S: seconds a warehouse load takes, 0 when unset."""
+    raw = os.environ.get(LOAD_ENV, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{LOAD_ENV}={raw!r} is not a number of seconds; use e.g. 30") from None
+    if not 0 <= value <= MAX_LOAD_S:
+        raise ValueError(f"{LOAD_ENV}={raw!r} must be between 0 and {MAX_LOAD_S:.0f} seconds")
+    return value
+
+
 class ExampleSettings(ConfigurableResource, ShadowSafe):
     """Compute scale of the example pipeline: 1.0 is full size, small values make runs fast (read-only,
     hence shadow-safe)."""
@@ -42,9 +60,15 @@ class ExternalSystem(ConfigurableResource):
 
     Writes here are side effects: the steps doing them are critical and never pre-executed.
     `root` empty means $SHADOW_DAGSTER_EXAMPLE_EXTERNAL_DIR, else <DAGSTER_HOME>/external.
+    `load_s` is how long a warehouse load takes (a real warehouse's load and commit take seconds to
+    minutes): the live run waits that long at its critical load step, as real pipelines do.
+    `load_gate`, a file path, makes a load also wait until that file exists (at most 600 s): a
+    test holds the live run at its load with it, so no wall-clock race decides what it checks.
     """
 
     root: str = ""
+    load_s: float = 0.0
+    load_gate: str = ""
 
     def base(self, instance) -> Path:
         root = self.root or os.environ.get(EXTERNAL_ENV) or str(Path(instance.root_directory) / "external")
@@ -65,3 +89,16 @@ class ExternalSystem(ConfigurableResource):
 
     def write_csv(self, instance, relative: str, frame: pd.DataFrame) -> Path:
         return self.write_text(instance, relative, frame.to_csv(index=False))
+
+    def load_table(self, instance, relative: str, frame: pd.DataFrame) -> Path:
+        """A warehouse load: takes `load_s` seconds, then the table appears at once (atomic)."""
+        if not 0 <= self.load_s <= MAX_LOAD_S:
+            raise ValueError(f"ExternalSystem.load_s must be between 0 and {MAX_LOAD_S:.0f} seconds, "
+                             f"got {self.load_s!r}")
+        time.sleep(self.load_s)
+        deadline = time.monotonic() + MAX_LOAD_S
+        while self.load_gate and not Path(self.load_gate).exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the warehouse load gate {self.load_gate} did not open in {MAX_LOAD_S:.0f} s")
+            time.sleep(0.2)
+        return self.write_csv(instance, relative, frame)
