@@ -9,6 +9,7 @@ PREDICTION_TAG = PREFIX + "prediction"      # prediction id of a shadow run
 PROBABILITY_TAG = PREFIX + "probability"    # predicted probability of the shadow work
 REUSED_FROM = PREFIX + "reused_from"        # materialization metadata: shadow run id reused
 SECONDS_SAVED = PREFIX + "seconds_saved"    # materialization metadata
+REUSED_STORAGE_ID = PREFIX + "reused_storage_id"  # materialization metadata: the shadow event reused
 INTENSITY_MARKER = PREFIX + "intensity"     # log-message marker written by report_intensity()
 OUTPUT_BYTES = PREFIX + "output_bytes"      # output metadata key an IO manager may report
 PARTITION_TAG = "dagster/partition"         # Dagster's run tag for the run's partition key

@@ -99,6 +99,40 @@ def test_live_run_reuses_a_matching_shadow_output(instance, env):
         mat.tags["dagster/input_data_version/upstream"]
 
 
+@pytest.mark.parametrize("partitioned", [False, True], ids=["unpartitioned", "partitioned"])
+def test_a_chain_computed_in_one_shadow_run_is_reused_step_after_step(instance, env, partitioned):
+    """The shadow run computes derived and, from that shadow value, final. The live run reuses
+    derived; final's input is then the live materialization standing for the shadow one, so final
+    keys as it did in the shadow run and is reused too. Recomputed, it would not be."""
+    live, resources, store = env
+    calls = []
+    upstream, derived = make_assets(calls, partitioned=partitioned)
+    pdef = PARTS if partitioned else None
+
+    @asset(code_version="1", partitions_def=pdef, op_tags=NONCRIT)
+    @shadow_reusable
+    def final(derived: list) -> int:
+        calls.append("final")
+        return sum(derived)
+
+    assets, kw = [upstream, derived, final], ({"partition_key": "a"} if partitioned else {})
+    run(instance, assets, resources, ["upstream"], **kw)
+    shadow = run(instance, assets, resources, ["derived", "final"], SHADOW, **kw)
+    assert calls == [2, "final"] and not (live / "final").exists()
+    hit = run(instance, assets, resources, ["derived", "final"], **kw)
+    assert calls == [2, "final"]                         # neither body ran in the live run
+    final_mat = hit.asset_materializations_for_node("final")[0]
+    assert final_mat.metadata[REUSED_FROM].value == shadow.run_id
+    path = live / "final" / "a" if partitioned else live / "final"
+    assert pickle.loads(path.read_bytes()) == 6
+    # a live derived computed with other config gives final another input: final is recomputed
+    run(instance, assets, resources, ["derived"], run_config=cfg(factor=3), **kw)
+    again = run(instance, assets, resources, ["final"], **kw)
+    assert calls == [2, "final", 3, "final"] and REUSED_FROM not in again.asset_materializations_for_node(
+        "final")[0].metadata
+    assert pickle.loads(path.read_bytes()) == 9
+
+
 def test_user_data_version_is_replayed_on_reuse(instance, env):
     from dagster import DataVersion, Output
 

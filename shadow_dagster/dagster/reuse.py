@@ -17,7 +17,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from dagster import DataVersion, MetadataValue, Output
+from dagster import DagsterEventType, DataVersion, MetadataValue, Output
 
 from shadow_dagster.dagster.compat import StepOutputHandle
 from shadow_dagster.dagster.critical import current_step_context, guard_step
@@ -30,7 +30,7 @@ from shadow_dagster.dagster.io_manager import (
 )
 from shadow_dagster.dagster.step_provenance import compute_step_provenance
 from shadow_dagster.speculation.atomic import ContentMismatch
-from shadow_dagster.tags import REUSED_FROM, SECONDS_SAVED, is_shadow_run
+from shadow_dagster.tags import REUSED_FROM, REUSED_STORAGE_ID, SECONDS_SAVED, is_shadow_run
 
 
 def _single_asset_key(step_context):
@@ -65,14 +65,29 @@ def try_reuse(step_context, asset_key) -> Output | None:
         step_context.log.warning(f"shadow output {prov.key} failed verification ({exc}); recomputing")
         return None
     step_context.log.info(f"reusing shadow output of run {out.run_id} for {prov.asset_key}")
+    metadata = {REUSED_FROM: MetadataValue.dagster_run(out.run_id),
+                SECONDS_SAVED: float(out.compute_seconds or 0.0),
+                PROVENANCE_KEY_META: prov.key}
+    source = _shadow_storage_id(step_context, asset_key, out.run_id, prov.partition_key)
+    if source is not None:      # steps downstream then key as they did in the shadow run
+        metadata[REUSED_STORAGE_ID] = source
     return Output(
         value,
         output_name=step_context.job_def.asset_layer.get_op_output_name(asset_key),
-        metadata={REUSED_FROM: MetadataValue.dagster_run(out.run_id),
-                  SECONDS_SAVED: float(out.compute_seconds or 0.0),
-                  PROVENANCE_KEY_META: prov.key},
+        metadata=metadata,
         data_version=DataVersion(out.data_version) if out.data_version else None,
     )
+
+
+def _shadow_storage_id(step_context, asset_key, run_id: str, partition_key: str | None) -> int | None:
+    """The storage id of the materialization of this asset (partition) by shadow run `run_id`."""
+    records = step_context.instance.get_records_for_run(
+        run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION, limit=1000).records
+    for r in records:
+        mat = r.asset_materialization
+        if mat is not None and mat.asset_key == asset_key and mat.partition == partition_key:
+            return r.storage_id
+    return None
 
 
 def _as_output(result: Any, extra: dict, output_name: str) -> Any:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from dagster import AssetKey, AssetRecordsFilter, DagsterEventType
 
 from shadow_dagster.speculation.provenance import ProvenanceUnknown, provenance_key
-from shadow_dagster.tags import is_shadow_run
+from shadow_dagster.tags import REUSED_STORAGE_ID, is_shadow_run
 
 
 MAX_PINNED_PARTITIONS = 1000  # a step reading more input partitions than this is not keyed
@@ -45,9 +45,9 @@ def step_partition_key(step_context, asset_key: AssetKey) -> str | None:
     return str(start)
 
 
-def _partition_pin(step_context, parent: AssetKey, as_of: int) -> tuple[str, list[int]] | None:
-    """For an input read by partition: a pin naming the latest materialization of each partition the
-    step reads, and their storage ids; None for an unpartitioned input.
+def _partition_ids(step_context, parent: AssetKey, as_of: int) -> dict[str, int] | None:
+    """For an input read by partition: the storage id of the latest materialization of each partition
+    the step reads; None for an unpartitioned input.
 
     `as_of` is the asset's latest storage id when the step started, before it loaded its inputs
     (Dagster reads it then); a partition re-materialised since may not be what the step read, so
@@ -70,18 +70,21 @@ def _partition_pin(step_context, parent: AssetKey, as_of: int) -> tuple[str, lis
     moved = [k for k in keys if latest[k] > as_of]
     if moved:
         raise ProvenanceUnknown(f"input {pname} partition {moved[0]!r} was re-materialised after this step started")
-    if len(keys) == 1:
-        pin = str(latest[keys[0]])
-    else:
-        pin = hashlib.sha256(json.dumps([[k, latest[k]] for k in keys]).encode()).hexdigest()
-    return pin, sorted(set(latest.values()))
+    return {k: latest[k] for k in keys}
 
 
-def _producers(step_context, parent: AssetKey, storage_ids: list[int]) -> list[str]:
-    """The runs that wrote these materializations of `parent`."""
+def _materializations(step_context, parent: AssetKey, storage_ids: list[int]) -> dict[int, tuple[str, int]]:
+    """storage id -> (the run that wrote it, the storage id it stands for). A live materialization
+    that reused a shadow output stands for the shadow materialization it took its value from, so a
+    step downstream keys the same in the live run as it did in the shadow run beside it."""
     records = step_context.instance.fetch_materializations(
         AssetRecordsFilter(asset_key=parent, storage_ids=storage_ids), limit=len(storage_ids)).records
-    return sorted({r.run_id for r in records})
+    out = {}
+    for r in records:
+        mat = r.asset_materialization
+        source = mat.metadata.get(REUSED_STORAGE_ID) if mat is not None else None
+        out[r.storage_id] = (r.run_id, int(source.value) if source is not None else r.storage_id)
+    return out
 
 
 def compute_step_provenance(step_context, asset_key: AssetKey, *, live_inputs_only: bool) -> StepProvenance:
@@ -104,13 +107,21 @@ def compute_step_provenance(step_context, asset_key: AssetKey, *, live_inputs_on
             # pins the exact upstream materialization(s) (storage ids): a re-materialised input
             # never matches, whatever its data version says.
             dv = info.data_version.value if info.data_version is not None else None
-            pinned = None
+            by_partition = None
             if info.event_type == DagsterEventType.ASSET_MATERIALIZATION:
-                pinned = _partition_pin(step_context, parent, info.storage_id)
-            pin = pinned[0] if pinned else str(info.storage_id)
+                by_partition = _partition_ids(step_context, parent, info.storage_id)
+            ids = sorted(set(by_partition.values())) if by_partition else [info.storage_id]
+            written = _materializations(step_context, parent, ids)
+            canon = {i: written[i][1] if i in written else i for i in ids}
+            if by_partition is None:
+                pin = str(canon[info.storage_id])
+            elif len(by_partition) == 1:
+                pin = str(canon[next(iter(by_partition.values()))])
+            else:
+                pin = hashlib.sha256(json.dumps([[k, canon[i]] for k, i in by_partition.items()]).encode()).hexdigest()
             versions[pname] = f"{dv}@{pin}" if dv and dv not in ("UNKNOWN", "NULL") else dv
-            if live_inputs_only:   # only the live check needs the producing runs (one more query)
-                producers = _producers(step_context, parent, pinned[1]) if pinned else [info.run_id]
+            if live_inputs_only:
+                producers = sorted({written[i][0] if i in written else info.run_id for i in ids})
                 for producer in producers:
                     _check_live_producer(step_context, pname, producer, shadow_cache)
         key = provenance_key(asset_key=name, partition_key=partition, code_version=node.code_version,
