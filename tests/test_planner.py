@@ -55,6 +55,24 @@ def test_a_refused_step_is_skipped_with_its_reason_and_blocks_its_consumers():
     assert why in p.skipped["etl/features"]            # its producer cannot run in the shadow run either
 
 
+def test_producers_the_live_run_makes_are_never_re_run_in_a_shadow_run():
+    """features needs clean. While the live instance runs its etl job (clean not yet made, or
+    started), a shadow run would re-run clean: the planner waits instead, and plans features alone
+    once clean exists. A producer of a job the instance is not running may still be included."""
+    cands = [Candidate("etl/features", 0.9, 100)]
+    p = run_plan(cands, live_jobs={"etl"})
+    assert p.work == [] and "etl/clean is the live etl run's to make: waiting for it" in p.skipped["etl/features"]
+    p = run_plan(cands, done={"etl/extract", "etl/clean"})              # started, not finished
+    assert p.work == [] and "waiting for it" in p.skipped["etl/features"]
+    p = run_plan(cands, available=("raw", "clean"), live_jobs={"etl"})
+    assert [w.activities for w in p.work] == [("etl/features",)]
+    p = run_plan(cands, live_jobs={"other"})
+    assert [w.activities for w in p.work] == [("etl/features", "etl/clean")]
+    # a step of the job in flight is itself still plannable: the live run reaches it later
+    p = run_plan([Candidate("etl/clean", 0.9, 100)], live_jobs={"etl"})
+    assert [w.activities for w in p.work] == [("etl/clean",)]
+
+
 def test_missing_external_input_blocks():
     p = run_plan([Candidate("etl/model", 0.9, 100)])
     assert p.work == [] and "ext" in p.skipped["etl/model"]

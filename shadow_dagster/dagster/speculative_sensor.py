@@ -461,7 +461,8 @@ def build_speculative_sensor(
                           in_flight_total=total, in_flight_workflow=in_flight.get(key, 0),
                           already_launched=existing | set(cursor["launched"]),
                           partition_key=partition, launch_overhead_s=overhead,
-                          launches_this_tick=len(requests))
+                          launches_this_tick=len(requests),
+                          live_jobs={r.dagster_run.job_name for r in view.records if not r.dagster_run.is_finished})
             if preparer.active:
                 recs, prep_notes = preparer.prepare(
                     prep, budget, instance=instance, log=context.log, workflow_key=key, view=view,

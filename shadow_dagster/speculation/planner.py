@@ -129,8 +129,14 @@ def _producers(catalog: Mapping[str, StepInfo]) -> dict[str, str]:
 
 
 def _closure(activity: str, catalog: Mapping[str, StepInfo], producer: Mapping[str, str],
-             available: set[str]) -> tuple[list[str], str | None]:
-    """Activities one shadow run must execute to produce `activity`, or (.., reason) if impossible."""
+             available: set[str], done: set[str] = frozenset(),
+             live_jobs: set[str] = frozenset()) -> tuple[list[str], str | None]:
+    """Activities one shadow run must execute to produce `activity`, or (.., reason) if impossible.
+
+    A producer the live instance has started, or one of a job the instance is running now, is never
+    re-run in a shadow run: the live run makes that input itself (a shadow copy would duplicate its
+    work and become the input's latest materialization, which the live step then cannot reuse
+    from), so the work waits for it."""
     order: list[str] = []
     visiting: set[str] = set()
 
@@ -139,6 +145,8 @@ def _closure(activity: str, catalog: Mapping[str, StepInfo], producer: Mapping[s
             return None
         if act in visiting:
             return f"dependency cycle through {act}"
+        if act != activity and (act in done or _job(act) in live_jobs):
+            return f"{act} is the live {_job(act)} run's to make: waiting for it"
         info = catalog.get(act)
         if info is None:
             return f"{act} is not an asset step"
@@ -163,6 +171,11 @@ def _closure(activity: str, catalog: Mapping[str, StepInfo], producer: Mapping[s
 
     reason = visit(activity)
     return ([], reason) if reason else (order[::-1], None)
+
+
+def _job(activity: str) -> str:
+    """The job of a "job/step" activity."""
+    return activity.split("/", 1)[0]
 
 
 def _too_late(eta_s: float | None, durations: Sequence[float], launch_overhead_s: float) -> str:
@@ -195,6 +208,7 @@ def plan(
     launch_overhead_s: float = 0.0,
     default_duration_s: float = 1.0,
     launches_this_tick: int = 0,
+    live_jobs: Iterable[str] = (),
 ) -> Plan:
     """Shadow work for one workflow instance, best expected value first, within the policy's caps.
 
@@ -209,6 +223,7 @@ def plan(
     available = set(available)
     done = set(done)
     launched = set(already_launched)
+    live = set(live_jobs)
     producer = _producers(catalog)
     out = Plan()
     scored: list[tuple[float, ShadowWork]] = []
@@ -230,7 +245,7 @@ def plan(
         if info.assets and set(info.assets) <= available:
             out.skipped[act] = "its assets already exist for this instance"
             continue
-        acts, reason = _closure(act, catalog, producer, available)
+        acts, reason = _closure(act, catalog, producer, available, done, live)
         if reason:
             out.skipped[act] = reason
             continue
