@@ -20,32 +20,29 @@ MAX_LOAD_S = 600.0
 FAST_SCALE = 0.02            # what `simulate(fast=True)` and the tests use
 
 
-def scale_from_env() -> float:
-    """$SHADOW_DAGSTER_EXAMPLE_SCALE as a positive float (1.0 when unset)."""
-    raw = os.environ.get(SCALE_ENV, "").strip()
+def _float_env(name: str, default: float, ok, bounds: str, example: str) -> float:
+    """$name as a float (`default` when unset); ValueError naming the variable when not `ok(value)`."""
+    raw = os.environ.get(name, "").strip()
     if not raw:
-        return 1.0
+        return default
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"{SCALE_ENV}={raw!r} is not a number; use e.g. 1.0 (full) or 0.02 (fast)") from None
-    if not 0 < value <= 100:
-        raise ValueError(f"{SCALE_ENV}={raw!r} must be in (0, 100]; use e.g. 1.0 (full) or 0.02 (fast)")
+        raise ValueError(f"{name}={raw!r} is not a number; use e.g. {example}") from None
+    if not ok(value):
+        raise ValueError(f"{name}={raw!r} must be {bounds}; use e.g. {example}")
     return value
+
+
+def scale_from_env() -> float:
+    """$SHADOW_DAGSTER_EXAMPLE_SCALE as a positive float (1.0 when unset)."""
+    return _float_env(SCALE_ENV, 1.0, lambda v: 0 < v <= 100, "in (0, 100]", "1.0 (full) or 0.02 (fast)")
 
 
 def load_seconds_from_env() -> float:
     """$SHADOW_DAGSTER_EXAMPLE_LOAD_S: seconds a warehouse load takes, 0 when unset."""
-    raw = os.environ.get(LOAD_ENV, "").strip()
-    if not raw:
-        return 0.0
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{LOAD_ENV}={raw!r} is not a number of seconds; use e.g. 30") from None
-    if not 0 <= value <= MAX_LOAD_S:
-        raise ValueError(f"{LOAD_ENV}={raw!r} must be between 0 and {MAX_LOAD_S:.0f} seconds")
-    return value
+    return _float_env(LOAD_ENV, 0.0, lambda v: 0 <= v <= MAX_LOAD_S,
+                      f"between 0 and {MAX_LOAD_S:.0f} seconds", "30")
 
 
 class ExampleSettings(ConfigurableResource, ShadowSafe):
