@@ -143,5 +143,5 @@ echo "  lineage: http://127.0.0.1:$PORT/locations/shadow_dagster_example/asset-g
 echo "(Ctrl-C stops it; history and outputs stay in $DAGSTER_HOME)"
 echo "following $LIVE_KEY: its shadow runs and reuses are printed below as they happen"
 run "$BIN/python" -W ignore -m shadow_dagster.example.watch --workflow "$LIVE_KEY" \
-  --url "http://127.0.0.1:$PORT" --timeout 600 || true
+  --url "http://127.0.0.1:$PORT" --timeout "${DEMO_FOLLOW_S:-600}" || true
 wait "$DEV_PID"

@@ -72,7 +72,7 @@ def test_demo_seeds_history_serves_the_ui_and_shows_a_reuse(tmp_path, monkeypatc
     port, home, log, gate = _free_port(), tmp_path / "home", tmp_path / "demo.log", tmp_path / "gate"
     env = {**os.environ, "PORT": str(port), "DEMO_HOME": str(home), "DEMO_DAYS": "2",
            "SHADOW_DAGSTER_EXAMPLE_SCALE": "0.02", "SHADOW_DAGSTER_EXAMPLE_LOAD_S": "25",
-           "SHADOW_DAGSTER_EXAMPLE_LOAD_GATE": str(gate)}
+           "SHADOW_DAGSTER_EXAMPLE_LOAD_GATE": str(gate), "DEMO_FOLLOW_S": "3600"}
     env.pop("DAGSTER_HOME", None)
     gate.touch()                                 # the seeded history's loads take their 25 s only
     with log.open("w") as out:
@@ -120,6 +120,10 @@ def test_demo_seeds_history_serves_the_ui_and_shows_a_reuse(tmp_path, monkeypatc
         assert f"demo ended: {live_key}: " in text and "reused a shadow output" in text, text[-3000:]
         reuse = [line for line in text.splitlines() if line.startswith("reuse: live train_job run ")]
         assert reuse and f"http://127.0.0.1:{port}/runs/" in reuse[0], text[-3000:]
+        with DagsterInstance.get() as instance:         # the live instance itself went through
+            chain = instance.get_runs(RunsFilter(tags={"shadow_dagster/workflow": live_key}))
+            assert sorted((r.job_name, r.status) for r in chain if not r.tags.get(SHADOW_TAG)) == [
+                (job, DagsterRunStatus.SUCCESS) for job in ("ingest_job", "notify_job", "train_job")]
     finally:
         _stop(proc)
 

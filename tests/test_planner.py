@@ -56,14 +56,21 @@ def test_a_refused_step_is_skipped_with_its_reason_and_blocks_its_consumers():
 
 
 def test_producers_the_live_run_makes_are_never_re_run_in_a_shadow_run():
-    """features needs clean. While the live instance runs its etl job (clean not yet made, or
-    started), a shadow run would re-run clean: the planner waits instead, and plans features alone
-    once clean exists. A producer of a job the instance is not running may still be included."""
+    """features needs clean. While the live instance runs its etl job (clean not yet made), a
+    shadow run would re-run clean: the planner waits instead, and plans features alone once clean
+    exists. A producer of a job the instance is not running may still be included; an asset that
+    another job also makes is still the in-flight run's."""
     cands = [Candidate("etl/features", 0.9, 100)]
     p = run_plan(cands, live_jobs={"etl"})
-    assert p.work == [] and "etl/clean is the live etl run's to make: waiting for it" in p.skipped["etl/features"]
-    p = run_plan(cands, done={"etl/extract", "etl/clean"})              # started, not finished
+    assert p.work == [] and p.skipped["etl/features"] == \
+        "input clean is the live etl run's to make (in flight): waiting for it"
+    both = {"backfill/clean": StepInfo(("clean",), critical=False, deps=("raw",), duration_s=4), **CATALOG}
+    p = plan(workflow="etl", workflow_key="day-1", fingerprint_hash="fp1", candidates=cands, catalog=both,
+             available=("raw",), policy=POLICY, live_jobs={"etl"})
     assert p.work == [] and "waiting for it" in p.skipped["etl/features"]
+    # a started step of a finished run that never made its asset does not block for ever
+    p = run_plan(cands, done={"etl/extract", "etl/clean"})
+    assert [w.activities for w in p.work] == [("etl/features", "etl/clean")]
     p = run_plan(cands, available=("raw", "clean"), live_jobs={"etl"})
     assert [w.activities for w in p.work] == [("etl/features",)]
     p = run_plan(cands, live_jobs={"other"})

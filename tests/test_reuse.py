@@ -133,6 +133,37 @@ def test_a_chain_computed_in_one_shadow_run_is_reused_step_after_step(instance, 
     assert pickle.loads(path.read_bytes()) == 9
 
 
+@pytest.mark.parametrize("claim", ["not an id", 10**12, -1, True])
+def test_a_reuse_claim_in_user_metadata_never_breaks_or_fools_the_key(instance, env, claim):
+    """An upstream whose own metadata carries the reuse entries (copied or made up) is keyed by its own
+    event: live steps downstream neither fail nor match another event's output."""
+    from dagster import Output
+
+    from shadow_dagster.tags import REUSED_STORAGE_ID
+
+    _, resources, _ = env
+    calls = []
+
+    @asset(code_version="1", op_tags=NONCRIT)
+    def upstream() -> Output[list]:
+        return Output([1, 2], metadata={REUSED_STORAGE_ID: claim, REUSED_FROM: "someone"})
+
+    @asset(code_version="1", op_tags=NONCRIT)
+    @shadow_reusable
+    def derived(upstream: list) -> list:
+        calls.append(1)
+        return upstream[::-1]
+
+    assets = [upstream, derived]
+    materialize(assets, instance=instance, resources=resources)
+    materialize(assets, instance=instance, resources=resources, selection=["derived"], tags=SHADOW)
+    hit = materialize(assets, instance=instance, resources=resources, selection=["derived"])
+    assert calls == [1, 1] and REUSED_FROM in derived_event(hit).metadata
+    materialize(assets, instance=instance, resources=resources, selection=["upstream"])   # a new event
+    again = materialize(assets, instance=instance, resources=resources, selection=["derived"])
+    assert calls == [1, 1, 1] and REUSED_FROM not in derived_event(again).metadata
+
+
 def test_user_data_version_is_replayed_on_reuse(instance, env):
     from dagster import DataVersion, Output
 

@@ -17,7 +17,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from dagster import DagsterEventType, DataVersion, MetadataValue, Output
+from dagster import AssetRecordsFilter, DataVersion, MetadataValue, Output
 
 from shadow_dagster.dagster.compat import StepOutputHandle
 from shadow_dagster.dagster.critical import current_step_context, guard_step
@@ -80,14 +80,12 @@ def try_reuse(step_context, asset_key) -> Output | None:
 
 
 def _shadow_storage_id(step_context, asset_key, run_id: str, partition_key: str | None) -> int | None:
-    """The storage id of the materialization of this asset (partition) by shadow run `run_id`."""
-    records = step_context.instance.get_records_for_run(
-        run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION, limit=1000).records
-    for r in records:
-        mat = r.asset_materialization
-        if mat is not None and mat.asset_key == asset_key and mat.partition == partition_key:
-            return r.storage_id
-    return None
+    """The storage id (in the asset index, as input pins use) of the materialization of this asset
+    (partition) by shadow run `run_id`: the newest of the asset's recent ones that it wrote."""
+    records = step_context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition_key] if partition_key else None),
+        limit=100, ascending=False).records
+    return next((r.storage_id for r in records if r.run_id == run_id), None)
 
 
 def _as_output(result: Any, extra: dict, output_name: str) -> Any:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from dagster import AssetKey, AssetRecordsFilter, DagsterEventType
 
 from shadow_dagster.speculation.provenance import ProvenanceUnknown, provenance_key
-from shadow_dagster.tags import REUSED_STORAGE_ID, is_shadow_run
+from shadow_dagster.tags import REUSED_FROM, REUSED_STORAGE_ID, is_shadow_run
 
 
 MAX_PINNED_PARTITIONS = 1000  # a step reading more input partitions than this is not keyed
@@ -81,10 +81,21 @@ def _materializations(step_context, parent: AssetKey, storage_ids: list[int]) ->
         AssetRecordsFilter(asset_key=parent, storage_ids=storage_ids), limit=len(storage_ids)).records
     out = {}
     for r in records:
-        mat = r.asset_materialization
-        source = mat.metadata.get(REUSED_STORAGE_ID) if mat is not None else None
-        out[r.storage_id] = (r.run_id, int(source.value) if source is not None else r.storage_id)
+        out[r.storage_id] = (r.run_id, _stands_for(r))
     return out
+
+
+def _stands_for(record) -> int:
+    """The storage id a materialization stands for: the shadow event it reused when it says so
+    (both reuse entries present, an integer id from an earlier event), else its own. A value that
+    does not fit counts as no claim: at worst a missed reuse, never a false one."""
+    mat = record.asset_materialization
+    meta = mat.metadata if mat is not None else {}
+    source = meta.get(REUSED_STORAGE_ID)
+    value = getattr(source, "value", None)
+    if REUSED_FROM not in meta or isinstance(value, bool) or not isinstance(value, int):
+        return record.storage_id
+    return value if 0 < value < record.storage_id else record.storage_id
 
 
 def compute_step_provenance(step_context, asset_key: AssetKey, *, live_inputs_only: bool) -> StepProvenance:
@@ -110,8 +121,12 @@ def compute_step_provenance(step_context, asset_key: AssetKey, *, live_inputs_on
             by_partition = None
             if info.event_type == DagsterEventType.ASSET_MATERIALIZATION:
                 by_partition = _partition_ids(step_context, parent, info.storage_id)
-            ids = sorted(set(by_partition.values())) if by_partition else [info.storage_id]
-            written = _materializations(step_context, parent, ids)
+            ids = sorted(set(by_partition.values())) if by_partition is not None else [info.storage_id]
+            written = _materializations(step_context, parent, ids) if ids else {}
+            if info.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+                gone = [i for i in ids if i not in written]
+                if gone:   # e.g. a shadow run purged meanwhile: its producer cannot be checked
+                    raise ProvenanceUnknown(f"input {pname} materialization {gone[0]} is no longer in the event log")
             canon = {i: written[i][1] if i in written else i for i in ids}
             if by_partition is None:
                 pin = str(canon[info.storage_id])

@@ -39,6 +39,7 @@ class Watch:
         self.instance, self.key, self.url, self.say = instance, workflow_key, url.rstrip("/"), say
         self.shadow_seen: set[str] = set()
         self.reused: list[tuple[str, str, str, str]] = []     # (job, live run id, asset, shadow run id)
+        self.failed: list[str] = []                            # "<job> run <id> <STATUS>"
         self._checked: set[str] = set()
 
     def poll(self) -> bool:
@@ -61,7 +62,11 @@ class Watch:
                 self.say(f"reuse: live {run.job_name} run {run.run_id[:8]} took {asset} from shadow run "
                          f"{source[:8]} instead of computing it: {self.url}/runs/{run.run_id} "
                          f"(the materialization's metadata shows {REUSED_FROM})")
-            if run.job_name == LAST_JOB or run.status != DagsterRunStatus.SUCCESS:
+            if run.status != DagsterRunStatus.SUCCESS:
+                self.failed.append(f"{run.job_name} run {run.run_id[:8]} {run.status.value}")
+                self.say(f"live {self.failed[-1]}: {self.url}/runs/{run.run_id}")
+                done = True
+            elif run.job_name == LAST_JOB:
                 done = True
         return done
 
@@ -83,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{END} stopped following {args.workflow} after {args.timeout:.0f} s", flush=True)
                 return 0
             time.sleep(2)
-    if watch.reused:
+    if watch.failed:
+        print(f"{END} {args.workflow}: live {', '.join(watch.failed)}; {len(watch.reused)} live step(s) "
+              "reused a shadow output before that", flush=True)
+    elif watch.reused:
         print(f"{END} {args.workflow}: {len(watch.reused)} live step(s) reused a shadow output", flush=True)
     else:
         print(f"{END} {args.workflow} without a reuse; `shadow-dagster shadow list` shows what was "

@@ -129,14 +129,14 @@ def _producers(catalog: Mapping[str, StepInfo]) -> dict[str, str]:
 
 
 def _closure(activity: str, catalog: Mapping[str, StepInfo], producer: Mapping[str, str],
-             available: set[str], done: set[str] = frozenset(),
-             live_jobs: set[str] = frozenset()) -> tuple[list[str], str | None]:
+             available: set[str], live_made: Mapping[str, str] | None = None) -> tuple[list[str], str | None]:
     """Activities one shadow run must execute to produce `activity`, or (.., reason) if impossible.
 
-    A producer the live instance has started, or one of a job the instance is running now, is never
-    re-run in a shadow run: the live run makes that input itself (a shadow copy would duplicate its
-    work and become the input's latest materialization, which the live step then cannot reuse
-    from), so the work waits for it."""
+    `live_made` maps the assets of the jobs the live instance has a run of in flight to that job.
+    Such an input is never re-made in a shadow run, by whichever job's step: the live run makes it
+    (a shadow copy would duplicate its work and become the input's latest materialization, which
+    the live step then cannot reuse from), so the work waits for it."""
+    live_made = live_made or {}
     order: list[str] = []
     visiting: set[str] = set()
 
@@ -145,8 +145,6 @@ def _closure(activity: str, catalog: Mapping[str, StepInfo], producer: Mapping[s
             return None
         if act in visiting:
             return f"dependency cycle through {act}"
-        if act != activity and (act in done or _job(act) in live_jobs):
-            return f"{act} is the live {_job(act)} run's to make: waiting for it"
         info = catalog.get(act)
         if info is None:
             return f"{act} is not an asset step"
@@ -159,6 +157,8 @@ def _closure(activity: str, catalog: Mapping[str, StepInfo], producer: Mapping[s
         for dep in info.deps:
             if dep in available or dep in own:
                 continue
+            if dep in live_made:
+                return f"input {dep} is the live {live_made[dep]} run's to make (in flight): waiting for it"
             src = producer.get(dep)
             if src is None:
                 return f"input {dep} does not exist yet and no step produces it"
@@ -224,6 +224,7 @@ def plan(
     done = set(done)
     launched = set(already_launched)
     live = set(live_jobs)
+    live_made = {a: _job(x) for x, info in catalog.items() if _job(x) in live for a in info.assets}
     producer = _producers(catalog)
     out = Plan()
     scored: list[tuple[float, ShadowWork]] = []
@@ -245,7 +246,7 @@ def plan(
         if info.assets and set(info.assets) <= available:
             out.skipped[act] = "its assets already exist for this instance"
             continue
-        acts, reason = _closure(act, catalog, producer, available, done, live)
+        acts, reason = _closure(act, catalog, producer, available, live_made)
         if reason:
             out.skipped[act] = reason
             continue
