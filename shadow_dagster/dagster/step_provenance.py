@@ -118,22 +118,19 @@ def compute_step_provenance(step_context, asset_key: AssetKey, *, live_inputs_on
             # pins the exact upstream materialization(s) (storage ids): a re-materialised input
             # never matches, whatever its data version says.
             dv = info.data_version.value if info.data_version is not None else None
-            by_partition = None
-            if info.event_type == DagsterEventType.ASSET_MATERIALIZATION:
-                by_partition = _partition_ids(step_context, parent, info.storage_id)
-            ids = sorted(set(by_partition.values())) if by_partition is not None else [info.storage_id]
+            materialized = info.event_type == DagsterEventType.ASSET_MATERIALIZATION
+            by_partition = _partition_ids(step_context, parent, info.storage_id) if materialized else None
+            read = by_partition if by_partition is not None else {"": info.storage_id}   # what the step read
+            ids = sorted(set(read.values()))
             written = _materializations(step_context, parent, ids) if ids else {}
-            if info.event_type == DagsterEventType.ASSET_MATERIALIZATION:
-                gone = [i for i in ids if i not in written]
-                if gone:   # e.g. a shadow run purged meanwhile: its producer cannot be checked
-                    raise ProvenanceUnknown(f"input {pname} materialization {gone[0]} is no longer in the event log")
+            gone = [i for i in ids if i not in written] if materialized else []
+            if gone:   # e.g. a shadow run purged meanwhile: its producer cannot be checked
+                raise ProvenanceUnknown(f"input {pname} materialization {gone[0]} is no longer in the event log")
             canon = {i: written[i][1] if i in written else i for i in ids}
-            if by_partition is None:
-                pin = str(canon[info.storage_id])
-            elif len(by_partition) == 1:
-                pin = str(canon[next(iter(by_partition.values()))])
+            if len(read) == 1:
+                pin = str(canon[next(iter(read.values()))])
             else:
-                pin = hashlib.sha256(json.dumps([[k, canon[i]] for k, i in by_partition.items()]).encode()).hexdigest()
+                pin = hashlib.sha256(json.dumps([[k, canon[i]] for k, i in read.items()]).encode()).hexdigest()
             versions[pname] = f"{dv}@{pin}" if dv and dv not in ("UNKNOWN", "NULL") else dv
             if live_inputs_only:
                 producers = sorted({written[i][0] if i in written else info.run_id for i in ids})

@@ -16,7 +16,6 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFil
 from shadow_dagster.dagster.rollback import ACTIVITY_TAG
 from shadow_dagster.tags import PARENT_TAG, PROBABILITY_TAG, REUSED_FROM, SHADOW_TAG, WORKFLOW_TAG
 
-FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 LAST_JOB = "notify_job"
 END = "demo ended:"            # the last line's prefix (scripts read it)
 
@@ -54,7 +53,7 @@ class Watch:
         live = [r.dagster_run for r in self.instance.get_run_records(RunsFilter(tags={WORKFLOW_TAG: self.key}))
                 if r.dagster_run.tags.get(SHADOW_TAG) != "true"]
         for run in sorted(live, key=lambda r: r.run_id):
-            if run.status not in FINISHED or run.run_id in self._checked:
+            if not run.is_finished or run.run_id in self._checked:
                 continue
             self._checked.add(run.run_id)
             for asset, source in reuses(self.instance, run.run_id):

@@ -223,8 +223,8 @@ def plan(
     available = set(available)
     done = set(done)
     launched = set(already_launched)
-    live = set(live_jobs)
-    live_made = {a: _job(x) for x, info in catalog.items() if _job(x) in live for a in info.assets}
+    live_jobs = set(live_jobs)
+    live_made = {a: _job(x) for x, info in catalog.items() if _job(x) in live_jobs for a in info.assets}
     producer = _producers(catalog)
     out = Plan()
     scored: list[tuple[float, ShadowWork]] = []
