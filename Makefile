@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml
 demo: install
 	PORT=$(PORT) bash scripts/demo.sh
 
+# Two pytest-xdist workers (one per test module) overlap the tests that wait on Dagster runs; the
+# test that restarts PostgreSQL (marked serial) runs alone afterwards.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -q -m serial
 
 bench: install
 	$(BIN)/shadow-dagster bench ingest

@@ -1,4 +1,5 @@
-"""PostgreSQL restarted in the middle of an ingestion tick (cuts every session: runs alone in CI)."""
+"""PostgreSQL restarted in the middle of an ingestion tick (cuts every session: marked serial,
+so `make test` runs it alone after the parallel part)."""
 
 import pytest
 
@@ -7,6 +8,7 @@ from shadow_dagster.reliability.workload import build_event_log
 
 
 @pytest.mark.postgres
+@pytest.mark.serial
 def test_restart_mid_tick_fails_clearly_then_the_next_tick_loses_nothing(instance, pg_url):
     build_event_log(instance, 2)
     try:
