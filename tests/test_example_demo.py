@@ -65,7 +65,7 @@ def test_demo_seeds_history_serves_the_ui_and_shows_a_reuse(tmp_path, monkeypatc
     a shadow run, and a live step reuses its output, which the demo prints with a link. The live
     run's warehouse load waits (as the demo's 25-30 s loads do) and is held by a gate file until the
     shadow run has finished, so how fast this host launches runs decides nothing here."""
-    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+    from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
     from shadow_dagster.tags import PARENT_TAG, SHADOW_TAG
 
@@ -114,6 +114,13 @@ def test_demo_seeds_history_serves_the_ui_and_shows_a_reuse(tmp_path, monkeypatc
                 return any(r.status == DagsterRunStatus.SUCCESS for r in shadows)
 
             wait_for("a shadow run of the live instance", shadow_finished)
+
+            def reported():   # the sensor logs the report itself: the pre-executed step, in the UI
+                event = instance.get_latest_materialization_event(AssetKey("speculation_report"))
+                text = event.asset_materialization.metadata["live_instances"].value if event else ""
+                return f"### `{live_key}`" in text and "| pre-executed" in text
+
+            wait_for("the speculation report of the live instance", reported)
         gate.touch()                             # the live load completes; train_job follows
         wait_for("the live instance to end", lambda: "demo ended:" in log.read_text())
         text = log.read_text()

@@ -66,7 +66,7 @@ class World:
         self.sjob = shadow_job(assets)
         self.sensor = build_speculative_sensor(job=self.sjob, signal_store_url=self.url, shadow_dir=str(self.shadow),
                                                output_store_url=self.url, divergence_slack=0,
-                                               launch_overhead_s=0.0)
+                                               launch_overhead_s=0.0, report_interval_s=0)
         self.defs = Definitions(assets=assets, jobs=[*jobs, self.sjob], sensors=[self.sensor], resources={
             "io_manager": ShadowIOManager(base_dir=str(self.live), shadow_dir=str(self.shadow), store_url=self.url)})
         self.repo = self.defs.get_repository_def()
@@ -163,6 +163,14 @@ def test_predict_launch_and_reuse_end_to_end(world, instance):
     assert req.tags[SHADOW_TAG] == "true" and req.tags[PARENT_TAG] == "live-1"
     assert req.tags[PREDICTION_TAG] == pid and 0.5 < float(req.tags[PROBABILITY_TAG]) <= 1
     assert req.tags[WORKFLOW_TAG] != "live-1"                    # never joins the live case
+    # the tick logs the report: per live instance, what was predicted and decided, and why
+    report = live_instances_report(first)
+    assert "### `live-1` (ingest)" in report
+    assert row_of(report, "left/stats_a")[3] == "pre-executed"
+    assert row_of(report, "left/stats_a")[4].startswith("launched a shadow run: expected saving")
+    declined = row_of(report, "right/stats_b")
+    assert declined[3] == "not pre-executed" and declined[4].startswith("policy: no launch:"), declined
+    assert float(declined[1]) + float(row_of(report, "left/stats_a")[1]) <= 1.0 + 1e-6
     # a repeated tick launches nothing twice
     second = world.tick(instance, first.cursor)
     assert second.run_requests == []
@@ -179,7 +187,7 @@ def test_predict_launch_and_reuse_end_to_end(world, instance):
     assert world.calls["stats_a"] == 1                           # no second compute
     assert pickle.loads((world.live / "stats_a").read_bytes()) == {"sum": 6, "max": 3}
     # the next tick settles the prediction as a hit, once
-    world.tick(instance, second.cursor)
+    settling = world.tick(instance, second.cursor)
     world.tick(instance, second.cursor)
     outcomes = read_outcomes(store)
     hits = [o for o in outcomes if o.stage == "hit"]
@@ -193,6 +201,10 @@ def test_predict_launch_and_reuse_end_to_end(world, instance):
     assert shadow.run_id not in {r.run_id for r in instance.fetch_materializations(AssetKey("stats_a"),
                                                                                    limit=100).records}
     assert [o for o in outcomes if o.stage == "predicted" and o.activity == "right/stats_b"]  # declined
+    # the tick that settled it logged the report again, with the outcome and the shadow run
+    hit_row = row_of(live_instances_report(settling), "left/stats_a")
+    assert hit_row[3] == f"pre-executed in [{shadow.run_id[:8]}](/runs/{shadow.run_id})", hit_row
+    assert hit_row[5] == f"hit: reused, {hits[0].seconds_saved:.1f} s saved", hit_row
     check_report_and_cli(world, instance, hits=1, misses=0)
 
 
@@ -231,6 +243,18 @@ def test_wrong_prediction_rolls_back(world, instance):
     before.pop("stats_b")
     assert after_live == before
     check_report_and_cli(world, instance, hits=0, misses=1)
+
+
+def live_instances_report(tick) -> str:
+    """The `live_instances` markdown of the one report the sensor logged on `tick`."""
+    (event,) = [e for e in tick.asset_events if e.asset_key == AssetKey("speculation_report")]
+    return event.metadata["live_instances"].value
+
+
+def row_of(markdown: str, activity: str) -> list[str]:
+    """The cells of the report row for `activity`."""
+    (row,) = [line for line in markdown.splitlines() if line.startswith(f"| {activity} |")]
+    return [c.strip() for c in row.strip("|").split(" | ")]
 
 
 def second_tick_is_quiet(world, instance, cursor, store, pid) -> bool:

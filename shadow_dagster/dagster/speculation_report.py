@@ -1,6 +1,7 @@
 """The `speculation_report` asset: speculation totals as numeric metadata (plotted over time by the
-Dagster UI) and a markdown table of recent shadow runs. A reported asset (see `reported.py`): the
-refit job's `speculation_report` op logs it."""
+Dagster UI), what was predicted and decided per live workflow instance, and recent shadow runs.
+A reported asset (see `reported.py`): the speculative sensor logs it when something changed, and
+the refit job's `speculation_report` op logs it too."""
 
 
 import json
@@ -89,27 +90,90 @@ def markdown_table(rows: list[dict]) -> str:
         f"{r['outcome']} | {'' if r['seconds'] is None else round(r['seconds'], 3)} |" for r in rows)
 
 
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _clock(ts_s: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ts_s, tz=timezone.utc).strftime("%H:%M:%S")
+
+
+def _outcome(pid: str, resolved: dict, launched: set) -> str:
+    out = resolved.get(pid)
+    if out is None:
+        return "shadow run in flight" if pid in launched else "-"
+    if out.stage == "hit":
+        return f"hit: reused, {out.seconds_saved:.1f} s saved"
+    return f"miss: {out.seconds_wasted:.1f} s wasted" + (f" ({out.reason})" if out.reason else "")
+
+
+def instances_markdown(decisions, records, shadow_runs: dict[str, str], *, instances: int = 10) -> str:
+    """Per live workflow instance (newest first): each predicted step with its probability and ETA,
+    whether it was pre-executed (with the shadow run) and why, and the outcome in seconds."""
+    from shadow_dagster.speculation.decisions import PRE_EXECUTED, latest_by_instance
+
+    grouped = latest_by_instance(decisions, instances=instances)
+    if not grouped:
+        return "_no predictions yet_"
+    resolved = {r.prediction_id: r for r in records if r.stage in ("hit", "miss")}
+    launched = {r.prediction_id for r in records if r.stage == "launched"}
+    run_of = dict(shadow_runs)
+    run_of.update({r.prediction_id: r.shadow_run_id for r in records if r.shadow_run_id})
+    parts = []
+    for key, rows in grouped.items():
+        updated = max(d.ts_ms for d in rows) / 1000
+        parts.append(f"### `{_cell(key)}` ({_cell(rows[0].workflow)}), last predicted {_clock(updated)} UTC\n\n"
+                     "| predicted step | p | ETA | decision | why | outcome |\n|---|---|---|---|---|---|")
+        for d in rows:
+            eta = "unknown" if d.eta_s is None else f"{d.eta_s:.0f} s (at {_clock(d.ts_ms / 1000 + d.eta_s)})"
+            decision = d.decision
+            run_id = run_of.get(d.prediction_id)
+            if d.decision == PRE_EXECUTED and run_id:
+                decision += f" in [{run_id[:8]}](/runs/{run_id})"
+            parts.append(f"| {_cell(d.activity)} | {d.probability:.2f} | {eta} | {decision} | {_cell(d.reason)} | "
+                         f"{_cell(_outcome(d.prediction_id, resolved, launched))} |")
+        parts.append("")
+    return "\n".join(parts).strip()
+
+
+def report_metadata(instance, store: SignalStore, policy: PolicyConfig | None = None,
+                    window_days: float = 30.0, now: float | None = None) -> dict:
+    """The report's metadata: totals, recent shadow runs, and what was predicted and decided per
+    live instance."""
+    import time
+
+    since_ms = int(((time.time() if now is None else now) - window_days * 86400) * 1000)
+    records = read_outcomes(store, since_ms=since_ms)
+    totals = speculation_totals(records, policy)
+    rows = shadow_run_rows(instance, records)
+    meta = {k: (MetadataValue.int(v) if isinstance(v, int) else MetadataValue.float(float(v)))
+            for k, v in totals.items()}
+    runs = {r["prediction"]: r["run_id"] for r in rows if r["prediction"]}
+    meta["live_instances"] = MetadataValue.md(instances_markdown(store.decisions(since_ms=since_ms), records, runs))
+    meta["recent_shadow_runs"] = MetadataValue.md(markdown_table(rows))
+    meta["totals_json"] = MetadataValue.json(json.loads(json.dumps(totals)))
+    return meta
+
+
+REPORT_KEY = AssetKey("speculation_report")
+
+
 def build_speculation_report(*, signal_store_url: str | None = None, policy: PolicyConfig | None = None,
-                             window_days: float = 30.0, name: str = "speculation_report") -> Reported:
-    """The report (its spec and the op that logs it)."""
+                             window_days: float = 30.0) -> Reported:
+    """The report (its spec and the op that logs it). The speculative sensor also logs it, when
+    its decisions or outcomes changed (`report_interval_s`), so it refreshes itself."""
 
     def _report(context) -> dict:
         store = SignalStore(signal_store_url or default_url())
         try:
-            import time
-
-            records = read_outcomes(store, since_ms=int((time.time() - window_days * 86400) * 1000))
+            return report_metadata(context.instance, store, policy, window_days)
         finally:
             store.dispose()
-        totals = speculation_totals(records, policy)
-        rows = shadow_run_rows(context.instance, records)
-        meta = {k: (MetadataValue.int(v) if isinstance(v, int) else MetadataValue.float(float(v)))
-                for k, v in totals.items()}
-        meta["recent_shadow_runs"] = MetadataValue.md(markdown_table(rows))
-        meta["totals_json"] = MetadataValue.json(json.loads(json.dumps(totals)))
-        return meta
 
-    spec = AssetSpec(AssetKey(name), group_name="shadow_dagster", deps=[AssetKey("shadow_signals")],
-                     description="shadow-dagster speculation totals: predictions, hits, misses, seconds "
+    spec = AssetSpec(REPORT_KEY, group_name="shadow_dagster", deps=[AssetKey("shadow_signals")],
+                     description="shadow-dagster speculation: per live workflow instance, the predicted "
+                                 "steps and what was pre-executed and why; totals of hits, misses, seconds "
                                  "saved and wasted")
     return reported_asset(spec, _report)

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 
 from dagster import (
     AssetKey,
+    AssetMaterialization,
     AssetsDefinition,
     AssetSelection,
     DagsterRunStatus,
@@ -32,6 +33,7 @@ from dagster import (
     RunRequest,
     RunsFilter,
     SensorEvaluationContext,
+    SensorResult,
     SkipReason,
     define_asset_job,
     sensor,
@@ -62,6 +64,7 @@ from shadow_dagster.dagster.rollback import (
 )
 from shadow_dagster.fingerprint import Fingerprint
 from shadow_dagster.signals.cases import case_attrs
+from shadow_dagster.speculation.decisions import changed, decisions_of
 from shadow_dagster.speculation.outputs import ShadowOutputStore
 from shadow_dagster.speculation.planner import Candidate, StepInfo, expand, plan, prediction_id
 from shadow_dagster.speculation.policy import PolicyConfig, PolicyState, update_launch_estimate
@@ -193,7 +196,7 @@ class _FingerprintCache:
 
 
 def _cursor(raw: str | None) -> dict:
-    empty = {"launched": {}, "predicted": {}, "tick": None, "launch_s": None}
+    empty = {"launched": {}, "predicted": {}, "tick": None, "launch_s": None, "report": [None, True]}
     if not raw:
         return empty
     try:
@@ -201,8 +204,12 @@ def _cursor(raw: str | None) -> dict:
         tick = doc.get("tick")
         tick = [float(tick[0]), float(tick[1])] if isinstance(tick, list) and len(tick) == 2 else None
         launch = doc.get("launch_s")
+        report = doc.get("report")
+        report = ([float(report[0]) if isinstance(report[0], (int, float)) else None, bool(report[1])]
+                  if isinstance(report, list) and len(report) == 2 else [None, True])
         return {"launched": dict(doc.get("launched", {})), "predicted": dict(doc.get("predicted", {})),
-                "tick": tick, "launch_s": float(launch) if isinstance(launch, (int, float)) else None}
+                "tick": tick, "launch_s": float(launch) if isinstance(launch, (int, float)) else None,
+                "report": report}
     except (ValueError, AttributeError, TypeError):
         return empty
 
@@ -327,6 +334,8 @@ def build_speculative_sensor(
     warmup_budget_s: float = 30.0,
     purge: str = "all",
     max_tick_share: float | None = None,
+    report_interval_s: float | None = None,
+    report_window_days: float = 30.0,
 ):
     """The speculative sensor (default RUNNING). `job` (or `job_name`) is the shadow asset job.
 
@@ -347,6 +356,11 @@ def build_speculative_sensor(
     `purge` ("all", "misses", "off"): which settled, finished shadow runs are purged from Dagster
     (events, asset index entries, run record) so the asset catalog only reflects live runs
     (`shadow_dagster.dagster.purge`); their outcome rows stay.
+    Each tick stores, per live instance, the latest decision for every predicted step (probability,
+    ETA, pre-executed or not and why). `report_interval_s` (None: off; `speculation_definitions`
+    and `shadow_definitions` turn it on at 60 s): when decisions or outcomes changed, the sensor
+    logs a `speculation_report` materialization at most that often (the report over
+    `report_window_days`), so the report refreshes itself without a run.
     """
     policy = policy or PolicyConfig()
     if not isinstance(policy, PolicyConfig):
@@ -359,6 +373,9 @@ def build_speculative_sensor(
     if max_tick_share is not None and (isinstance(max_tick_share, bool) or not isinstance(max_tick_share, (int, float))
                                        or not 0 < max_tick_share <= 1):
         raise ValueError(f"max_tick_share must be a number in (0, 1] or None, got {max_tick_share!r}")
+    if report_interval_s is not None and (isinstance(report_interval_s, bool) or
+                                          not isinstance(report_interval_s, (int, float)) or report_interval_s < 0):
+        raise ValueError(f"report_interval_s must be a number of seconds >= 0 or None, got {report_interval_s!r}")
     if job is not None:
         job_name = job.name
     preparer = Preparer(PrepareConfig(prefetch=prefetch, prefetch_budget_bytes=prefetch_budget_bytes,
@@ -367,6 +384,7 @@ def build_speculative_sensor(
     fingerprints = _FingerprintCache(fingerprint_dir)
     stores: dict = {}
     catalogs: dict = {}
+    written: dict = {}   # prediction id -> the Decision this process last stored
 
     def get_stores():
         if not stores:
@@ -416,6 +434,7 @@ def build_speculative_sensor(
 
         load = host_load_per_core() if policy.max_load_per_core is not None else None
         if policy.host_saturated(load):   # shadow work would take CPU from live runs: none this tick
+            cursor["report"][1] = cursor["report"][1] or bool(resolved)
             cursor["tick"] = [now, time.time() - now]
             context.update_cursor(json.dumps(cursor, sort_keys=True))
             yield SkipReason(f"host saturated: load {load:.2f} per core > max_load_per_core "
@@ -435,7 +454,7 @@ def build_speculative_sensor(
                    if pid not in existing and now - ts <= pending_grace_s}
         total = sum(in_flight.values()) + len(pending)
 
-        requests, records, notes, exists_cache = [], [], [], {}
+        requests, records, notes, exists_cache, decided = [], [], [], {}, []
         for key, seed in sorted(live_groups(instance, now, chain_gap_s).items()):
             view = views.get(key) or group_view(instance, key, seed)
             views[key] = view
@@ -470,6 +489,8 @@ def build_speculative_sensor(
                     partition=partition, open_ids=open_prep, now=now)
                 prepared.extend(recs)
                 notes.extend(prep_notes)
+            decided += changed(decisions_of(result, cands, workflow=view.workflow, workflow_key=key,
+                                            fingerprint_hash=fp.content_hash, now_ms=int(now * 1000)), written)
             notes.extend(f"{key}: {act}: {why}" for act, why in result.skipped.items()
                          if not why.startswith(("critical", "already")))
             if not cands and view.in_progress:
@@ -506,18 +527,30 @@ def build_speculative_sensor(
                     records.append(OutcomeRecord(work.prediction_id, stage, int(now * 1000), workflow=view.workflow,
                                                  workflow_key=key, activity=work.activity,
                                                  probability=work.probability))
-        record_outcomes(signals, records + prepared)
+        stored = record_outcomes(signals, records + prepared)
+        signals.write_decisions(decided)
+        written.update((d.prediction_id, d) for d in decided)
+        events = []
+        cursor["report"][1] = cursor["report"][1] or bool(decided or stored or resolved)
+        last_report, dirty = cursor["report"]
+        if report_interval_s is not None and dirty and (last_report is None or now - last_report >= report_interval_s):
+            from shadow_dagster.dagster.speculation_report import REPORT_KEY, report_metadata
+
+            events.append(AssetMaterialization(REPORT_KEY, metadata=report_metadata(
+                instance, signals, policy, report_window_days, now),
+                description="logged by the speculative sensor"))
+            cursor["report"] = [now, False]
         cursor["tick"] = [now, time.time() - now]
         context.update_cursor(json.dumps(cursor, sort_keys=True))
+        skip = None
         if not requests:
             summary = f"no shadow work; resolved {len(resolved)} predictions"
             if preparer.active:
                 summary += (f"; prefetched {sum(r.nbytes for r in prepared if r.stage == 'prefetch')} bytes, "
                             f"{sum(r.stage == 'warmup' for r in prepared)} warm-up(s), {len(settled)} settled")
                 notes.extend(prep.notes)
-            yield SkipReason("; ".join([summary] + notes[:5]))
-            return
-        yield from requests
+            skip = SkipReason("; ".join([summary] + notes[:5]))
+        yield SensorResult(run_requests=requests, skip_reason=skip, asset_events=events)
 
     return _speculative_sensor
 
@@ -536,6 +569,8 @@ def speculation_definitions(assets: Iterable, *, report: bool = True, window_day
     if "job" in sensor_kwargs or "job_name" in sensor_kwargs:
         raise TypeError("speculation_definitions builds the shadow job itself; do not pass job/job_name")
     job = shadow_job(assets, read_only_resources=read_only_resources)
+    if report:
+        sensor_kwargs = {"report_interval_s": 60.0, "report_window_days": window_days, **sensor_kwargs}
     sensor_def = build_speculative_sensor(job=job, **sensor_kwargs)
     if not report:
         return Definitions(jobs=[job], sensors=[sensor_def])

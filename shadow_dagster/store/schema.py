@@ -50,3 +50,19 @@ meta = sa.Table(
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
+
+# The latest decision of the speculative sensor per prediction (see shadow_dagster.speculation.decisions).
+decisions = sa.Table(
+    "shadow_decisions",
+    metadata,
+    sa.Column("prediction_id", sa.String(64), primary_key=True),
+    sa.Column("workflow", sa.Text, nullable=False),
+    sa.Column("workflow_key", sa.Text, nullable=False),
+    sa.Column("activity", sa.Text, nullable=False),
+    sa.Column("probability", sa.Float, nullable=False),
+    sa.Column("eta_s", sa.Float),
+    sa.Column("decision", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("ts_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_shadow_decisions_ts", "ts_ms"),
+)

@@ -187,12 +187,46 @@ class SignalStore:
 
         def run():
             with self.engine.begin() as conn:
+                conn.execute(sa.delete(schema.decisions).where(schema.decisions.c.ts_ms < cutoff))
                 return conn.execute(sa.delete(schema.signals).where(schema.signals.c.ts_ms < cutoff)).rowcount
 
         deleted = self._guard(run)
         if deleted:
             log.info("retention: deleted %d signal rows older than %.1f days", deleted, self.retention_days)
         return deleted
+
+    def write_decisions(self, decisions: Sequence) -> None:
+        """Store each prediction's latest decision (a `speculation.decisions.Decision`), replacing
+        the one stored before."""
+        if not decisions:
+            return
+        from dataclasses import asdict
+
+        rows = [asdict(d) for d in decisions]
+        ins = (pg_insert if self.backend == "postgresql" else sqlite_insert)(schema.decisions)
+        upsert = ins.on_conflict_do_update(
+            index_elements=[schema.decisions.c.prediction_id],
+            set_={c: getattr(ins.excluded, c) for c in rows[0] if c != "prediction_id"})
+
+        def run():
+            with self.engine.begin() as conn:
+                conn.execute(upsert, rows)
+
+        self._guard(run)
+
+    def decisions(self, *, since_ms: int | None = None) -> list:
+        """Stored decisions (`Decision`), oldest first."""
+        from shadow_dagster.speculation.decisions import Decision
+
+        q = sa.select(schema.decisions)
+        if since_ms is not None:
+            q = q.where(schema.decisions.c.ts_ms >= since_ms)
+
+        def run():
+            with self.engine.connect() as conn:
+                return conn.execute(q.order_by(schema.decisions.c.ts_ms)).mappings().all()
+
+        return [Decision(**row) for row in self._guard(run)]
 
     # -- reads --------------------------------------------------------------------------------
     def rows(
