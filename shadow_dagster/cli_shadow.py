@@ -55,7 +55,7 @@ def gc(ttl_s: float, shadow_dir: str | None, store_url: str | None):
     """Delete outputs of finished shadow runs whose prediction is resolved or older than --ttl."""
     from dagster import RunsFilter
 
-    from shadow_dagster.dagster.rollback import FINISHED, RESOLVED, read_outcomes
+    from shadow_dagster.dagster.rollback import RESOLVED, read_outcomes
     from shadow_dagster.speculation.outputs import PROMOTED, ShadowOutputStore, delete_shadow_outputs
     from shadow_dagster.store.engine import default_url
     from shadow_dagster.tags import PREDICTION_TAG, SHADOW_TAG
@@ -75,7 +75,7 @@ def gc(ttl_s: float, shadow_dir: str | None, store_url: str | None):
     now, deleted, runs = time.time(), 0, 0
     for rec in instance.get_run_records(filters=RunsFilter(tags={SHADOW_TAG: "true"})):
         run = rec.dagster_run
-        if run.status not in FINISHED:
+        if not run.is_finished:
             continue
         old = rec.end_time is not None and now - rec.end_time > ttl_s
         if run.tags.get(PREDICTION_TAG) in resolved or old:

@@ -29,11 +29,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from dagster import AssetKey, DagsterInstance, DagsterRunStatus
+from dagster import AssetKey, DagsterInstance
 
 from shadow_dagster.tags import SHADOW_TAG, is_shadow_run
-
-FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 
 class NotAShadowRun(ValueError):
@@ -144,7 +142,7 @@ def purge_shadow_run(instance: DagsterInstance, run_or_id) -> PurgeResult:
         return PurgeResult(run_id, True, "already purged")
     if run.tags.get(SHADOW_TAG) != "true":
         raise NotAShadowRun(f"refusing to purge run {run_id}: it is not a shadow run")
-    if run.status not in FINISHED:
+    if not run.is_finished:
         return PurgeResult(run_id, False, f"still {run.status.value.lower()}")
     keys = _run_asset_keys(instance, run)
     instance.event_log_storage.delete_events(run_id)

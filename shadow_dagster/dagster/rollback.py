@@ -64,7 +64,6 @@ PURGE_MODES = ("all", "misses", "off")
 RESOLVED = ("hit", "miss")
 PREPARED = ("prefetch", "warmup")   # pre-fetch / pre-allocation done ahead of a predicted step
 SETTLED = ("used", "release")       # ...then the live step used it, or it was released
-FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 IN_FLIGHT = {DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
              DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING}
 
@@ -396,7 +395,7 @@ def cancel_shadow_run(instance: DagsterInstance, run) -> bool:
     """Cancel a queued or started shadow run; True when the request was accepted."""
     if not run.tags.get(SHADOW_TAG) == "true":
         raise ValueError(f"refusing to cancel run {run.run_id}: it is not a shadow run")
-    if run.status in FINISHED:
+    if run.is_finished:
         return False
     try:
         ok = instance.run_coordinator.cancel_run(run.run_id)
@@ -500,7 +499,7 @@ def purge_settled_shadow_runs(instance: DagsterInstance, signal_store: SignalSto
         rec = settled.get(run.tags.get(PREDICTION_TAG, ""))
         if rec is None or mode == "off" or (mode == "misses" and rec.stage == "hit"):
             continue
-        if run.status not in FINISHED:
+        if not run.is_finished:
             continue   # cancellation is asynchronous: purged on a later tick, once finished
         rr = instance.get_run_record_by_id(run.run_id)
         ran_s = max(0.0, (rr.end_time or now) - rr.start_time) if rr is not None and rr.start_time else 0.0
