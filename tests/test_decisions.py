@@ -55,3 +55,25 @@ def test_latest_instances_first_most_probable_step_first():
     grouped = latest_by_instance(rows, instances=2)
     assert list(grouped) == ["new", "mid"]
     assert [x.activity for x in grouped["new"]] == ["j/b", "j/a"]
+
+
+def test_the_store_keeps_the_latest_decision_per_prediction_until_retention(store_url):
+    from dataclasses import replace
+
+    from shadow_dagster.store.signal_store import SignalStore
+
+    plan = Plan(skipped={"j/b": "policy: no launch: a | b"})
+    first, = decisions_of(plan, [Candidate("j/b", 0.4, 10.0)], workflow="w", workflow_key="k",
+                          fingerprint_hash="h", now_ms=1_000)
+    other = replace(first, prediction_id="other", activity="j/c", ts_ms=2_000)
+    store = SignalStore(store_url, retention_days=1)
+    try:
+        store.write_decisions([first, other])
+        newer = replace(first, decision=PRE_EXECUTED, reason="launched", eta_s=None, ts_ms=90_000_000)
+        store.write_decisions([newer])
+        assert store.decisions() == [other, newer]
+        assert store.decisions(since_ms=3_000) == [newer]
+        store.apply_retention(now_ms=86_400_000 + 2_500)       # older than a day: `other` goes
+        assert store.decisions() == [newer]
+    finally:
+        store.dispose()
