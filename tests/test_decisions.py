@@ -77,3 +77,14 @@ def test_the_store_keeps_the_latest_decision_per_prediction_until_retention(stor
         assert store.decisions() == [newer]
     finally:
         store.dispose()
+
+
+def test_a_refit_does_not_show_a_step_twice():
+    def d(act, decision_plan, h, ts):
+        return decisions_of(decision_plan, [Candidate(act, 0.5, None)], workflow="w", workflow_key="k",
+                            fingerprint_hash=h, now_ms=ts)[0]
+
+    old = d("j/a", Plan(work=[_work("j/a")]), "h1", 1)
+    new = d("j/a", Plan(skipped={"j/a": "critical: never pre-executed"}), "h2", 2)
+    assert old.prediction_id != new.prediction_id
+    assert latest_by_instance([old, new]) == {"k": [new]}

@@ -67,7 +67,10 @@ class World:
         self.sensor = build_speculative_sensor(job=self.sjob, signal_store_url=self.url, shadow_dir=str(self.shadow),
                                                output_store_url=self.url, divergence_slack=0,
                                                launch_overhead_s=0.0, report_interval_s=0)
-        self.defs = Definitions(assets=assets, jobs=[*jobs, self.sjob], sensors=[self.sensor], resources={
+        from shadow_dagster.dagster.speculation_report import build_speculation_report
+
+        report = build_speculation_report(signal_store_url=self.url).spec   # the sensor logs it
+        self.defs = Definitions(assets=[*assets, report], jobs=[*jobs, self.sjob], sensors=[self.sensor], resources={
             "io_manager": ShadowIOManager(base_dir=str(self.live), shadow_dir=str(self.shadow), store_url=self.url)})
         self.repo = self.defs.get_repository_def()
 

@@ -283,6 +283,30 @@ def _available(instance, view: GroupView, catalog: dict[str, StepInfo], workflow
     return have
 
 
+def _report_events(cursor: dict, now: float, interval_s: float | None, repo, instance, signals, policy,
+                   window_days: float, log) -> list:
+    """The `speculation_report` materialization to log this tick, if the repository defines the
+    report, something changed and the last one is `interval_s` old; a report that fails to build
+    is logged as a warning and retried later, never at the cost of the tick's launches."""
+    import math
+
+    from shadow_dagster.dagster.speculation_report import REPORT_KEY, report_metadata
+
+    last, dirty = cursor["report"]
+    if last is not None and not (math.isfinite(last) and last <= now):
+        last = None   # a corrupt or future time (clock skew) must not stop the report for good
+    if interval_s is None or not dirty or (last is not None and now - last < interval_s) \
+            or not repo.asset_graph.has(REPORT_KEY):
+        return []
+    try:
+        meta = report_metadata(instance, signals, policy, window_days, now)
+    except Exception as exc:  # noqa: BLE001 - the report is a view; launches and outcomes come first
+        log.warning(f"speculation_report not logged this tick: {type(exc).__name__}: {exc}")
+        return []
+    cursor["report"] = [now, False]
+    return [AssetMaterialization(REPORT_KEY, metadata=meta, description="logged by the speculative sensor")]
+
+
 def host_load_per_core() -> float | None:
     """The 1-minute load average per usable CPU core of this host (None where there is none)."""
     try:
@@ -529,17 +553,13 @@ def build_speculative_sensor(
                                                  probability=work.probability))
         stored = record_outcomes(signals, records + prepared)
         signals.write_decisions(decided)
+        news = any(d.differs_from(written.get(d.prediction_id)) for d in decided)   # not ETA refreshes
         written.update((d.prediction_id, d) for d in decided)
-        events = []
-        cursor["report"][1] = cursor["report"][1] or bool(decided or stored or resolved)
-        last_report, dirty = cursor["report"]
-        if report_interval_s is not None and dirty and (last_report is None or now - last_report >= report_interval_s):
-            from shadow_dagster.dagster.speculation_report import REPORT_KEY, report_metadata
-
-            events.append(AssetMaterialization(REPORT_KEY, metadata=report_metadata(
-                instance, signals, policy, report_window_days, now),
-                description="logged by the speculative sensor"))
-            cursor["report"] = [now, False]
+        for pid in [p for p, d in written.items() if now * 1000 - d.ts_ms > ttl_s * 1000]:
+            del written[pid]
+        cursor["report"][1] = cursor["report"][1] or bool(news or stored or resolved)
+        events = _report_events(cursor, now, report_interval_s, repo, instance, signals, policy,
+                                report_window_days, context.log)
         cursor["tick"] = [now, time.time() - now]
         context.update_cursor(json.dumps(cursor, sort_keys=True))
         skip = None

@@ -31,10 +31,15 @@ class Decision:
     reason: str                  # in words, with the figures compared
     ts_ms: int
 
+    def differs_from(self, before: "Decision | None") -> bool:
+        """Another decision or probability (to 0.01) than `before`: news for the report."""
+        return before is None or ((self.decision, round(self.probability, 2))
+                                  != (before.decision, round(before.probability, 2)))
+
     def supersedes(self, before: "Decision", refresh_ms: int) -> bool:
         """Whether this decision is worth storing over `before`: another decision or probability at
         once; new figures in the reason or the ETA only after `refresh_ms` (they move every tick)."""
-        if (self.decision, round(self.probability, 2)) != (before.decision, round(before.probability, 2)):
+        if self.differs_from(before):
             return True
         if (self.reason, self.eta_s) == (before.reason, before.eta_s):
             return False
@@ -75,9 +80,15 @@ def changed(decisions: Iterable[Decision], written: Mapping[str, Decision],
 
 def latest_by_instance(decisions: Iterable[Decision], *, instances: int = 10) -> dict[str, list[Decision]]:
     """The `instances` most recently decided workflow keys (newest first), each with its
-    decisions, most probable first."""
-    by_key: dict[str, list[Decision]] = {}
+    decisions, most probable first; of a step decided under several fingerprints (a refit changes
+    the prediction id), the newest decision only."""
+    newest_per_step: dict[tuple[str, str], Decision] = {}
     for d in decisions:
+        held = newest_per_step.get((d.workflow_key, d.activity))
+        if held is None or d.ts_ms >= held.ts_ms:
+            newest_per_step[(d.workflow_key, d.activity)] = d
+    by_key: dict[str, list[Decision]] = {}
+    for d in newest_per_step.values():
         by_key.setdefault(d.workflow_key, []).append(d)
     newest = sorted(by_key, key=lambda k: -max(d.ts_ms for d in by_key[k]))[:instances]
     return {k: sorted(by_key[k], key=lambda d: (-d.probability, d.activity)) for k in newest}
