@@ -133,7 +133,6 @@ def _speculation(user_defs: Definitions | None, store_url: str | None, window_da
     assets = list(user_defs.assets or []) if user_defs is not None else []
     if not _non_critical_keys(assets):
         return None
-    options = {"report_interval_s": 60.0, "report_window_days": window_days, **options}
     spec = speculation_definitions(assets, report=False, window_days=window_days, signal_store_url=store_url,
                                    read_only_resources=read_only_resources, **options)
     (job,), (sensor,) = spec.jobs, spec.sensors

@@ -9,7 +9,7 @@ import json
 from dagster import AssetKey, AssetSpec, MetadataValue, RunsFilter
 
 from shadow_dagster.dagster.reported import Reported, reported_asset
-from shadow_dagster.dagster.rollback import ACTIVITY_TAG, policy_outcomes, read_outcomes
+from shadow_dagster.dagster.rollback import ACTIVITY_TAG, RESOLVED, policy_outcomes, read_outcomes
 from shadow_dagster.speculation.policy import PolicyConfig, PolicyState
 from shadow_dagster.store.engine import default_url
 from shadow_dagster.store.signal_store import SignalStore
@@ -43,7 +43,7 @@ def shadow_run_rows(instance, records, limit: int = 20) -> list[dict]:
 
     Shadow runs purged from Dagster after settlement (see `shadow_dagster.dagster.purge`) are listed
     from their outcome rows with status "purged", so nothing disappears from the user's view."""
-    resolved = {r.prediction_id: r for r in records if r.stage in ("hit", "miss")}
+    resolved = {r.prediction_id: r for r in records if r.stage in RESOLVED}
 
     def row(run_id, status, parent, activity, probability, pid):
         out = resolved.get(pid)
@@ -117,7 +117,7 @@ def instances_markdown(decisions, records, shadow_runs: dict[str, str], *, insta
     grouped = latest_by_instance(decisions, instances=instances)
     if not grouped:
         return "_no predictions yet_"
-    resolved = {r.prediction_id: r for r in records if r.stage in ("hit", "miss")}
+    resolved = {r.prediction_id: r for r in records if r.stage in RESOLVED}
     launched = {r.prediction_id for r in records if r.stage == "launched"}
     run_of = dict(shadow_runs)
     run_of.update({r.prediction_id: r.shadow_run_id for r in records if r.shadow_run_id})

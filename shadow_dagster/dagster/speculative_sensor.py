@@ -358,7 +358,7 @@ def build_speculative_sensor(
     warmup_budget_s: float = 30.0,
     purge: str = "all",
     max_tick_share: float | None = None,
-    report_interval_s: float | None = None,
+    report_interval_s: float | None = 60.0,
     report_window_days: float = 30.0,
 ):
     """The speculative sensor (default RUNNING). `job` (or `job_name`) is the shadow asset job.
@@ -381,10 +381,10 @@ def build_speculative_sensor(
     (events, asset index entries, run record) so the asset catalog only reflects live runs
     (`shadow_dagster.dagster.purge`); their outcome rows stay.
     Each tick stores, per live instance, the latest decision for every predicted step (probability,
-    ETA, pre-executed or not and why). `report_interval_s` (None: off; `speculation_definitions`
-    and `shadow_definitions` turn it on at 60 s): when decisions or outcomes changed, the sensor
-    logs a `speculation_report` materialization at most that often (the report over
-    `report_window_days`), so the report refreshes itself without a run.
+    ETA, pre-executed or not and why). `report_interval_s` (None: off): when the repository defines
+    the `speculation_report` asset and decisions or outcomes changed, the sensor logs its
+    materialization at most that often (the report over `report_window_days`), so the report
+    refreshes itself without a run.
     """
     policy = policy or PolicyConfig()
     if not isinstance(policy, PolicyConfig):
@@ -589,8 +589,7 @@ def speculation_definitions(assets: Iterable, *, report: bool = True, window_day
     if "job" in sensor_kwargs or "job_name" in sensor_kwargs:
         raise TypeError("speculation_definitions builds the shadow job itself; do not pass job/job_name")
     job = shadow_job(assets, read_only_resources=read_only_resources)
-    if report:
-        sensor_kwargs = {"report_interval_s": 60.0, "report_window_days": window_days, **sensor_kwargs}
+    sensor_kwargs = {"report_window_days": window_days, **sensor_kwargs}
     sensor_def = build_speculative_sensor(job=job, **sensor_kwargs)
     if not report:
         return Definitions(jobs=[job], sensors=[sensor_def])

@@ -68,7 +68,7 @@ class SignalStore:
         create_schema(schema.metadata, self.engine)
         with self.engine.begin() as conn:
             conn.execute(
-                (pg_insert if self.backend == "postgresql" else sqlite_insert)(schema.meta)
+                self._insert(schema.meta)
                 .values(key="schema_version", value=str(schema.SCHEMA_VERSION))
                 .on_conflict_do_nothing()
             )
@@ -104,6 +104,10 @@ class SignalStore:
             {"chunk": DAY_MS},
         )
         return True
+
+    def _insert(self, table):
+        """An INSERT with this backend's ON CONFLICT clauses."""
+        return (pg_insert if self.backend == "postgresql" else sqlite_insert)(table)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -163,7 +167,7 @@ class SignalStore:
         return ok, bad
 
     def _save_cursor(self, conn, name: str, value: int) -> None:
-        ins = (pg_insert if self.backend == "postgresql" else sqlite_insert)(schema.cursors)
+        ins = self._insert(schema.cursors)
         conn.execute(
             ins.values(name=name, value=value, updated_ms=int(time.time() * 1000)).on_conflict_do_update(
                 index_elements=["name"], set_={"value": value, "updated_ms": int(time.time() * 1000)}
@@ -203,7 +207,7 @@ class SignalStore:
         from dataclasses import asdict
 
         rows = [asdict(d) for d in decisions]
-        ins = (pg_insert if self.backend == "postgresql" else sqlite_insert)(schema.decisions)
+        ins = self._insert(schema.decisions)
         upsert = ins.on_conflict_do_update(
             index_elements=[schema.decisions.c.prediction_id],
             set_={c: getattr(ins.excluded, c) for c in rows[0] if c != "prediction_id"})
