@@ -9,7 +9,9 @@ PREDICTION_TAG = PREFIX + "prediction"      # prediction id of a shadow run
 PROBABILITY_TAG = PREFIX + "probability"    # predicted probability of the shadow work
 REUSED_FROM = PREFIX + "reused_from"        # materialization metadata: shadow run id reused
 SECONDS_SAVED = PREFIX + "seconds_saved"    # materialization metadata
-REUSED_STORAGE_ID = PREFIX + "reused_storage_id"  # materialization metadata: the shadow event reused
+PROVENANCE_KEY = PREFIX + "provenance_key"  # output metadata: key of a shadow or reused output
+SELECTION_TAG = PREFIX + "selection"        # shadow run: JSON list of every asset key it executes
+SHADOW_PARTITION_TAG = PREFIX + "partition"  # shadow run: the partition it executes (never dagster/partition)
 INTENSITY_MARKER = PREFIX + "intensity"     # log-message marker written by report_intensity()
 OUTPUT_BYTES = PREFIX + "output_bytes"      # output metadata key an IO manager may report
 PARTITION_TAG = "dagster/partition"         # Dagster's run tag for the run's partition key
@@ -23,3 +25,9 @@ def is_critical(tags: dict | None) -> bool:
 
 def is_shadow_run(run_tags: dict | None) -> bool:
     return str((run_tags or {}).get(SHADOW_TAG, "")).lower() == "true"
+
+
+def shadow_partition(run_tags: dict | None) -> str | None:
+    """The partition a shadow run executes (its own tag; Dagster's for runs of the asset job itself)."""
+    tags = run_tags or {}
+    return tags.get(SHADOW_PARTITION_TAG) or tags.get(PARTITION_TAG) or None

@@ -17,6 +17,8 @@ import socket
 import subprocess
 import sys
 import threading
+
+from shadow_dagster.dagster.shadow_runner import execute_shadow_request
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -109,9 +111,7 @@ def seed(home: Path, today: dt.date | None = None) -> Seeded:
             tick = _tick_until_launch(sensor, instance, repo)
             shadow_ids = []
             for request in tick.run_requests:   # launched as the daemon would: the request's tags and selection
-                shadow = spec_defs.resolve_job_def(sjob.name).execute_in_process(
-                    instance=instance, partition_key=request.partition_key, tags=request.tags,
-                    asset_selection=request.asset_selection, run_config=quiet)
+                shadow = execute_shadow_request(spec_defs, request, instance, run_config=quiet)
                 assert shadow.success
                 shadow_ids.append(shadow.run_id)
         finally:

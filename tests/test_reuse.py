@@ -133,20 +133,20 @@ def test_a_chain_computed_in_one_shadow_run_is_reused_step_after_step(instance, 
     assert pickle.loads(path.read_bytes()) == 9
 
 
-@pytest.mark.parametrize("claim", ["not an id", 10**12, -1, True])
+@pytest.mark.parametrize("claim", ["not a key", 10**12, "AB" * 32, "ab" * 31, True])
 def test_a_reuse_claim_in_user_metadata_never_breaks_or_fools_the_key(instance, env, claim):
-    """An upstream whose own metadata carries the reuse entries (copied or made up) is keyed by its own
-    event: live steps downstream neither fail nor match another event's output."""
+    """An upstream whose own metadata carries malformed reuse entries is keyed by its own event: live
+    steps downstream neither fail nor match another event's output."""
     from dagster import Output
 
-    from shadow_dagster.tags import REUSED_STORAGE_ID
+    from shadow_dagster.tags import PROVENANCE_KEY
 
     _, resources, _ = env
     calls = []
 
     @asset(code_version="1", op_tags=NONCRIT)
     def upstream() -> Output[list]:
-        return Output([1, 2], metadata={REUSED_STORAGE_ID: claim, REUSED_FROM: "someone"})
+        return Output([1, 2], metadata={PROVENANCE_KEY: claim, REUSED_FROM: "someone"})
 
     @asset(code_version="1", op_tags=NONCRIT)
     @shadow_reusable

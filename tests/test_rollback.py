@@ -61,6 +61,7 @@ from pathlib import Path
 from dagster import Definitions, asset
 from shadow_dagster.dagster.critical import guard_assets
 from shadow_dagster.dagster.io_manager import ShadowIOManager
+from shadow_dagster.dagster.shadow_runner import shadow_runner_job
 from shadow_dagster.dagster.speculative_sensor import shadow_job
 
 ROOT = Path({root!r})
@@ -79,7 +80,7 @@ def slow(src: int) -> int:
     return src + 1
 
 assets = guard_assets([src, slow])
-defs = Definitions(assets=assets, jobs=[shadow_job(assets)], resources={{"io_manager": ShadowIOManager(
+defs = Definitions(assets=assets, jobs=[shadow_job(assets), shadow_runner_job], resources={{"io_manager": ShadowIOManager(
     base_dir=str(ROOT / "live"), shadow_dir=str(ROOT / "shadow"), store_url={url!r})}})
 '''
 
@@ -179,12 +180,20 @@ def _shadow_tags(pid: str, parent: str, activity: str, predicted_at: float) -> d
             PREDICTED_AT_TAG: str(predicted_at), WORKFLOW_TAG: "shadow:" + pid}
 
 
+def _submit_shadow(instance, workspace, tags, assets=("slow",)):
+    """Launch a shadow run as the speculative sensor's RunRequest does: a run of the runner job."""
+    from shadow_dagster.dagster.shadow_runner import RUNNER_JOB_NAME, runner_run_config, runner_tags
+
+    return submit_asset_run(instance, workspace, "loc", RUNNER_JOB_NAME, None, {**tags, **runner_tags(assets, None)},
+                            run_config=runner_run_config(assets, None))
+
+
 def test_rollback_cancels_a_run_from_the_real_launcher(tmp_path, launcher_instance):
     instance = launcher_instance
     pid = "pred-cancel-1"
     tags = _shadow_tags(pid, "wf-gone", "left/slow", time.time() - 30)
     with _location(tmp_path, instance) as (workspace, _, url):
-        run = submit_asset_run(instance, workspace, "loc", SHADOW_JOB_NAME, [AssetKey("slow")], tags)
+        run = _submit_shadow(instance, workspace, tags)
         _wait(lambda: (tmp_path / "slow_started").exists(), "the shadow step to start")
         assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
         signals = SignalStore(url)
@@ -201,10 +210,15 @@ def test_rollback_cancels_a_run_from_the_real_launcher(tmp_path, launcher_instan
         assert not (tmp_path / "live" / "slow").exists()           # nothing reached live storage
         assert not res[0].purged                                   # still in flight when settled
         assert resolve_shadow_runs(instance, signals, outputs, ttl_s=10) == []   # settled once
-        # cancellation finished: the later tick purged it (its failed/planned events for `slow` too)
-        assert instance.get_run_by_id(run.run_id) is None
-        assert instance.get_asset_records([AssetKey("slow")])[0].asset_entry.last_run_id != run.run_id
+        # cancelled: it stays inspectable until the retention period is over, then it is deleted; it
+        # never had an asset event (planned, failed or materialised) in the live instance
+        _wait(lambda: instance.get_run_by_id(run.run_id).is_finished, "the cancelled run to finish")
+        assert instance.event_log_storage.get_asset_keys_for_run(run.run_id) == set()
+        assert instance.get_asset_records([AssetKey("slow")]) == [] or \
+            instance.get_asset_records([AssetKey("slow")])[0].asset_entry.last_run_id != run.run_id
         assert instance.get_latest_materialization_event(AssetKey("slow")) is None
+        assert resolve_shadow_runs(instance, signals, outputs, ttl_s=10, retention_s=0) == []
+        assert instance.get_run_by_id(run.run_id) is None
 
 
 def test_a_shadow_run_the_live_step_overtook_is_cancelled_at_once(tmp_path, launcher_instance):
@@ -214,7 +228,7 @@ def test_a_shadow_run_the_live_step_overtook_is_cancelled_at_once(tmp_path, laun
     pid = "pred-late-1"
     with _location(tmp_path, instance) as (workspace, defs, url):
         tags = _shadow_tags(pid, "wf-live", "__ASSET_JOB/slow", time.time())
-        run = submit_asset_run(instance, workspace, "loc", SHADOW_JOB_NAME, [AssetKey("slow")], tags)
+        run = _submit_shadow(instance, workspace, tags)
         _wait(lambda: (tmp_path / "slow_started").exists(), "the shadow step to start")
         live: dict = {}
 
@@ -245,7 +259,9 @@ def test_a_shadow_run_the_live_step_overtook_is_cancelled_at_once(tmp_path, laun
                 purge_shadow_run(instance, live_run)
             _wait(lambda: instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED, "CANCELED")
             assert resolve_shadow_runs(instance, signals, outputs, ttl_s=600) == []
-            assert instance.get_run_by_id(run.run_id) is None        # purged once cancelled
+            assert instance.get_run_by_id(run.run_id) is not None    # kept for the retention period
+            assert resolve_shadow_runs(instance, signals, outputs, ttl_s=600, retention_s=0) == []
+            assert instance.get_run_by_id(run.run_id) is None        # deleted once it is over
             assert instance.get_run_by_id(live_run.run_id).status == DagsterRunStatus.STARTED   # untouched
         finally:
             (tmp_path / "release").write_text("x")
@@ -272,12 +288,13 @@ def _catalog_view(instance, key: AssetKey):
 _location_graph: list = []
 
 
-def test_a_missed_shadow_run_is_purged_and_the_live_materialization_is_latest_again(tmp_path,
+def test_a_shadow_run_never_shows_in_the_catalog_and_is_deleted_after_retention(tmp_path,
                                                                                     any_launcher_instance):
-    """Live materialization of `slow`, then a shadow run (real launcher) materialises it too; the
-    prediction misses: rollback deletes its outputs and purges it once finished, after which every
-    view Dagster has of `slow` (latest event, asset record, automation, data version, history) is
-    the live run's again, and the outcome is still listed. Runs on SQLite and PostgreSQL storage."""
+    """Live materialization of `slow`, then a shadow run (real launcher) computes it too: every view
+    Dagster has of `slow` (latest event, asset record, automation, data version, history) stays the
+    live run's while and after it runs. The prediction misses: rollback deletes its outputs; the run
+    stays inspectable until the retention period is over, then it is deleted, and the outcome is
+    still listed. Runs on SQLite and PostgreSQL storage."""
     from dagster import DagsterRun
 
     from shadow_dagster.dagster.purge import NotAShadowRun, purge_shadow_run
@@ -294,11 +311,9 @@ def test_a_missed_shadow_run_is_purged_and_the_live_materialization_is_latest_ag
         assert live.success
         live_view = _catalog_view(instance, key)
         assert live_view[:4] == (live.run_id,) * 4
-        run = submit_asset_run(instance, workspace, "loc", SHADOW_JOB_NAME, [key],
-                               _shadow_tags(pid, "wf-purge", "left/slow", time.time() - 30))
+        run = _submit_shadow(instance, workspace, _shadow_tags(pid, "wf-purge", "left/slow", time.time() - 30))
         _wait(lambda: instance.get_run_by_id(run.run_id).status == DagsterRunStatus.SUCCESS, "shadow SUCCESS")
-        shadow_view = _catalog_view(instance, key)
-        assert shadow_view[:4] == (run.run_id,) * 4                # the problem: the catalog shows the shadow run
+        assert _catalog_view(instance, key) == live_view           # the catalog shows the live run only
         signals = SignalStore(url)
         outputs = ShadowOutputStore(tmp_path / "shadow", url)
         assert outputs.list(prediction_id=pid)
@@ -311,7 +326,9 @@ def test_a_missed_shadow_run_is_purged_and_the_live_materialization_is_latest_ag
         assert instance.get_run_by_id(live.run_id) is not None
         res = resolve_shadow_runs(instance, signals, outputs, ttl_s=10)
         assert [(r.prediction_id, r.outcome) for r in res] == [(pid, "miss")]
-        assert instance.get_run_by_id(run.run_id) is None          # finished, so purged in the same tick
+        assert instance.get_run_by_id(run.run_id) is not None      # inspectable for the retention period
+        assert resolve_shadow_runs(instance, signals, outputs, ttl_s=10, retention_s=0) == []
+        assert instance.get_run_by_id(run.run_id) is None          # then deleted
         assert all(o.status == DELETED for o in outputs.list(prediction_id=pid))
         view = _catalog_view(instance, key)
         assert view[:4] == (live.run_id,) * 4, view
@@ -319,7 +336,7 @@ def test_a_missed_shadow_run_is_purged_and_the_live_materialization_is_latest_ag
         assert instance.event_log_storage.get_asset_keys_for_run(run.run_id) == set()
         assert instance.get_run_by_id(live.run_id).status == DagsterRunStatus.SUCCESS
         # idempotent across ticks; the outcome stays queryable and listed as purged
-        assert resolve_shadow_runs(instance, signals, outputs, ttl_s=10) == []
+        assert resolve_shadow_runs(instance, signals, outputs, ttl_s=10, retention_s=0) == []
         assert purge_shadow_run(instance, run.run_id).purged
         stages = [o.stage for o in read_outcomes(signals) if o.prediction_id == pid]
         assert stages.count("miss") == 1 and stages.count("purged") == 1

@@ -115,8 +115,9 @@ class World:
         return self.sensor.evaluate_tick(ctx)
 
     def run_shadow(self, instance, request):
-        return self.defs.resolve_job_def(SHADOW_JOB_NAME).execute_in_process(
-            instance=instance, tags=request.tags, asset_selection=request.asset_selection)
+        from shadow_dagster.dagster.shadow_runner import execute_shadow_request
+
+        return execute_shadow_request(self.defs, request, instance)
 
 
 @pytest.fixture
@@ -161,7 +162,9 @@ def test_predict_launch_and_reuse_end_to_end(world, instance):
     assert len(reqs) == 1, first.skip_message
     req = reqs[0]
     pid = prediction_id("live-1", "left/stats_a", fp.content_hash)
-    assert req.asset_selection == [AssetKey("stats_a")]          # critical assets never selected
+    from shadow_dagster.dagster.shadow_runner import RUNNER_JOB_NAME, request_assets
+
+    assert req.job_name == RUNNER_JOB_NAME and request_assets(req) == ["stats_a"]   # critical assets never selected
     assert req.run_key == "shadow-" + pid
     assert req.tags[SHADOW_TAG] == "true" and req.tags[PARENT_TAG] == "live-1"
     assert req.tags[PREDICTION_TAG] == pid and 0.5 < float(req.tags[PROBABILITY_TAG]) <= 1
@@ -195,9 +198,15 @@ def test_predict_launch_and_reuse_end_to_end(world, instance):
     outcomes = read_outcomes(store)
     hits = [o for o in outcomes if o.stage == "hit"]
     assert len(hits) == 1 and hits[0].prediction_id == pid and hits[0].shadow_run_id == shadow.run_id
-    assert {o.stage for o in outcomes if o.prediction_id == pid} == {"predicted", "launched", "hit", "purged"}
-    # the settled hit is purged: stats_a's history holds the live (reused) materialization only
+    assert {o.stage for o in outcomes if o.prediction_id == pid} == {"predicted", "launched", "hit"}
+    # the settled shadow run stays inspectable for the retention period; it never had an asset event
+    # in the live instance: stats_a's history holds the live (reused) materialization only
+    assert instance.get_run_by_id(shadow.run_id) is not None
+    assert instance.event_log_storage.get_asset_keys_for_run(shadow.run_id) == set()
+    expire(world, instance, store)
     assert instance.get_run_by_id(shadow.run_id) is None
+    assert {o.stage for o in read_outcomes(store) if o.prediction_id == pid} == {"predicted", "launched", "hit",
+                                                                                 "purged"}
     latest = instance.get_latest_materialization_event(AssetKey("stats_a"))
     assert latest.run_id == result.run_id
     assert latest.asset_materialization.metadata[REUSED_FROM].value == shadow.run_id   # provenance kept
@@ -235,7 +244,10 @@ def test_wrong_prediction_rolls_back(world, instance):
     misses = [o for o in read_outcomes(store) if o.stage == "miss"]
     assert len(misses) == 1 and misses[0].prediction_id == pid and misses[0].shadow_run_id == shadow.run_id
     assert misses[0].seconds_wasted >= 0 and "another branch" in misses[0].reason
-    # the missed shadow run is purged: stats_a's catalog entry is the live one from before speculation
+    # the missed shadow run is kept until the retention period ends; stats_a's catalog entry is the
+    # live one from before speculation
+    assert instance.get_run_by_id(shadow.run_id).is_finished
+    expire(world, instance, store)
     assert instance.get_run_by_id(shadow.run_id) is None
     assert instance.get_latest_materialization_event(AssetKey("stats_a")).run_id != shadow.run_id
     assert second_tick_is_quiet(world, instance, first.cursor, store, pid)
@@ -246,6 +258,13 @@ def test_wrong_prediction_rolls_back(world, instance):
     before.pop("stats_b")
     assert after_live == before
     check_report_and_cli(world, instance, hits=0, misses=1)
+
+
+def expire(world, instance, store):
+    """What the sensor does once the retention period is over: settled shadow runs are deleted."""
+    from shadow_dagster.dagster.rollback import expired_shadow_runs, purge_settled_shadow_runs
+
+    purge_settled_shadow_runs(instance, store, expired_shadow_runs(instance, time.time() + 1))
 
 
 def live_instances_report(tick) -> str:

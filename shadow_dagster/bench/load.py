@@ -83,6 +83,7 @@ def load_defs():
     from shadow_dagster.dagster.io_manager import ShadowIOManager
     from shadow_dagster.dagster.reuse import shadow_reusable
     from shadow_dagster.dagster.speculative_sensor import shadow_job
+    from shadow_dagster.dagster.shadow_runner import shadow_runner_job
 
     root = Path(os.environ[ENV_DIR])
     iters = int(os.environ[ENV_ITERS])
@@ -121,16 +122,10 @@ def load_defs():
             define_asset_job("left", selection=["features_a"], partitions_def=parts),
             define_asset_job("right", selection=["features_b"], partitions_def=parts),
             define_asset_job("warmup_job", selection=["warmup"]),
-            shadow_job(assets)]                     # the product default: in-process executor
+            shadow_job(assets), shadow_runner_job]                     # the product default: in-process executor
     url = f"sqlite:///{root / 'store.db'}"
     return Definitions(assets=assets, jobs=jobs, resources={"io_manager": ShadowIOManager(
         base_dir=str(root / "live"), shadow_dir=str(root / "shadow"), store_url=url)})
-
-
-def load_shadow_job():
-    from shadow_dagster.dagster.speculative_sensor import SHADOW_JOB_NAME
-
-    return load_defs().resolve_job_def(SHADOW_JOB_NAME)
 
 
 def make_load_sensor(chain_gap_s: float, max_load_per_core: float | None = None,
@@ -288,14 +283,9 @@ class ShadowLauncher:
         self.procs, self.errors = [], []
 
     def launch(self, req) -> None:
-        from shadow_dagster.tags import PARTITION_TAG
-
-        tags = dict(req.tags)
-        if req.partition_key:
-            tags[PARTITION_TAG] = req.partition_key
-        keys = [k.to_user_string() for k in req.asset_selection]
         self.procs.append(subprocess.Popen(
-            [sys.executable, "-m", "shadow_dagster.bench.load", "--shadow-run", json.dumps(tags), json.dumps(keys)],
+            [sys.executable, "-m", "shadow_dagster.bench.load", "--shadow-run", json.dumps(dict(req.tags)),
+             json.dumps(req.run_config)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
 
     def join(self) -> None:
@@ -305,14 +295,15 @@ class ShadowLauncher:
                 self.errors.append(err.strip().splitlines()[-1][:300] if err.strip() else f"exit {p.returncode}")
 
 
-def _shadow_main(tags_json: str, keys_json: str) -> int:
-    from dagster import AssetKey, DagsterInstance, execute_job, reconstructable
+def _shadow_main(tags_json: str, run_config_json: str) -> int:
+    from dagster import DagsterInstance, RunRequest
 
+    from shadow_dagster.dagster.shadow_runner import RUNNER_JOB_NAME, execute_shadow_request
+
+    request = RunRequest(job_name=RUNNER_JOB_NAME, tags=json.loads(tags_json), run_config=json.loads(run_config_json))
     with DagsterInstance.get() as instance:
-        with execute_job(reconstructable(load_shadow_job), instance=instance, tags=json.loads(tags_json),
-                         run_config=QUIET,
-                         asset_selection=[AssetKey.from_user_string(k) for k in json.loads(keys_json)]) as result:
-            ok, run_id = result.success, result.run_id
+        result = execute_shadow_request(load_defs(), request, instance, run_config=QUIET, raise_on_error=False)
+        ok, run_id = result.success, result.run_id
         # what Dagster recorded for this run, kept here because the sensor may purge settled shadow runs
         run = instance.get_run_by_id(run_id)
         rec = instance.get_run_record_by_id(run_id)

@@ -101,6 +101,7 @@ def bench_defs():
     from shadow_dagster.dagster.io_manager import ShadowIOManager
     from shadow_dagster.dagster.reuse import shadow_reusable
     from shadow_dagster.dagster.speculative_sensor import shadow_job
+    from shadow_dagster.dagster.shadow_runner import shadow_runner_job
 
     root = Path(os.environ[ENV_DIR])
 
@@ -146,7 +147,7 @@ def bench_defs():
             define_asset_job("right", selection=["features_b"]),
             define_asset_job("report", selection=["quality"]),
             define_asset_job("probe", selection=["reuse_probe"]),
-            shadow_job(assets)]   # the product's default: shadow steps run in the run worker
+            shadow_job(assets), shadow_runner_job]   # the product's default: shadow steps run in the run worker
     url = f"sqlite:///{root / 'store.db'}"
     return Definitions(assets=assets, jobs=jobs, resources={"io_manager": ShadowIOManager(
         base_dir=str(root / "live"), shadow_dir=str(root / "shadow"), store_url=url)})
@@ -213,14 +214,14 @@ class Launcher:
     def __exit__(self, *exc):
         self._ctx.__exit__(*exc)
 
-    def launch(self, tags, selection):
+    def launch(self, request):
         from shadow_dagster.dagster.launch import submit_asset_run
-        from shadow_dagster.dagster.speculative_sensor import SHADOW_JOB_NAME
 
         try:
             with self._lock:    # one submission at a time through the shared workspace
                 run = submit_asset_run(self.instance, self._ctx.create_request_context(), LOCATION,
-                                       SHADOW_JOB_NAME, selection, tags, run_config=QUIET)
+                                       request.job_name, None, request.tags,
+                                       run_config={**request.run_config, **QUIET})
             self.run_ids.append(run.run_id)
         except Exception as exc:  # noqa: BLE001 - reported with the figures
             self.errors.append(repr(exc)[:300])
@@ -259,7 +260,7 @@ class SensorLoop:
             if req.run_key in self.keys:         # the daemon's run-key dedup
                 continue
             self.keys.add(req.run_key)
-            self.launcher.launch(req.tags, req.asset_selection)
+            self.launcher.launch(req)
 
 
 def make_sensor():
@@ -450,7 +451,9 @@ def _oracle_before(instance, launcher, key: str, branch: str):
         # the oracle knows the path, but a shadow run still needs `raw`: launch once it exists, one
         # shadow run per step of the path, as the sensor does
         def wait_then_launch():
-            from dagster import AssetKey
+            from dagster import RunRequest
+
+            from shadow_dagster.dagster.shadow_runner import RUNNER_JOB_NAME, runner_run_config, runner_tags
 
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
@@ -458,9 +461,11 @@ def _oracle_before(instance, launcher, key: str, branch: str):
                 if runs and any(s.step_key == "raw" and s.status and s.status.value == "SUCCESS"
                                 for s in instance.get_run_step_stats(runs[0].run_id)):
                     for asset in assets:
-                        launcher.launch({SHADOW_TAG: "true", PARENT_TAG: key, PROBABILITY_TAG: "1.0",
-                                         PREDICTION_TAG: f"oracle-{key}-{asset}",
-                                         WORKFLOW_TAG: f"shadow:oracle-{key}"}, [AssetKey(asset)])
+                        tags = {SHADOW_TAG: "true", PARENT_TAG: key, PROBABILITY_TAG: "1.0",
+                                PREDICTION_TAG: f"oracle-{key}-{asset}", WORKFLOW_TAG: f"shadow:oracle-{key}",
+                                **runner_tags([asset], None)}
+                        launcher.launch(RunRequest(job_name=RUNNER_JOB_NAME, tags=tags,
+                                                   run_config=runner_run_config([asset], None)))
                     return
                 time.sleep(0.05)
 

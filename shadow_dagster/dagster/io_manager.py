@@ -32,10 +32,11 @@ from shadow_dagster.speculation.atomic import ContentMismatch, atomic_copy, atom
 from shadow_dagster.speculation.isolation import ShadowIsolationError, check_disjoint, check_outside
 from shadow_dagster.speculation.outputs import ShadowOutputStore
 from shadow_dagster.speculation.prefetch import DEFAULT_MAX_BYTES, PrefetchCache
+from shadow_dagster.speculation.provenance import is_provenance_key
 from shadow_dagster.store.engine import default_url
-from shadow_dagster.tags import OUTPUT_BYTES, PREDICTION_TAG, PREFIX, REUSED_FROM, is_shadow_run
+from shadow_dagster.tags import OUTPUT_BYTES, PREDICTION_TAG, PREFIX, PROVENANCE_KEY, REUSED_FROM, is_shadow_run
 
-PROVENANCE_KEY_META = PREFIX + "provenance_key"     # output metadata: key of a shadow or reused output
+PROVENANCE_KEY_META = PROVENANCE_KEY                 # output metadata: key of a shadow or reused output
 COMPUTE_SECONDS_META = PREFIX + "compute_seconds"   # output metadata set by @shadow_reusable in shadow runs
 DATA_VERSION_META = PREFIX + "data_version"         # output metadata: user data version to replay on reuse
 SHADOW_PATH_META = PREFIX + "shadow_path"
@@ -115,7 +116,7 @@ class ShadowLiveIOManager(PickledObjectFilesystemIOManager):
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
         key = _meta_value(context.output_metadata, PROVENANCE_KEY_META)
-        if _meta_value(context.output_metadata, REUSED_FROM) and key and self._promote(context, key):
+        if _meta_value(context.output_metadata, REUSED_FROM) and is_provenance_key(key) and self._promote(context, key):
             return
         super().handle_output(context, obj)
 

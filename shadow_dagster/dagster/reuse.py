@@ -17,7 +17,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from dagster import AssetRecordsFilter, DataVersion, MetadataValue, Output
+from dagster import DataVersion, MetadataValue, Output
 
 from shadow_dagster.dagster.compat import StepOutputHandle
 from shadow_dagster.dagster.critical import current_step_context, guard_step
@@ -30,7 +30,7 @@ from shadow_dagster.dagster.io_manager import (
 )
 from shadow_dagster.dagster.step_provenance import compute_step_provenance
 from shadow_dagster.speculation.atomic import ContentMismatch
-from shadow_dagster.tags import REUSED_FROM, REUSED_STORAGE_ID, SECONDS_SAVED, is_shadow_run
+from shadow_dagster.tags import REUSED_FROM, SECONDS_SAVED, is_shadow_run
 
 
 def _single_asset_key(step_context):
@@ -65,27 +65,16 @@ def try_reuse(step_context, asset_key) -> Output | None:
         step_context.log.warning(f"shadow output {prov.key} failed verification ({exc}); recomputing")
         return None
     step_context.log.info(f"reusing shadow output of run {out.run_id} for {prov.asset_key}")
+    # the provenance key in the metadata also lets steps downstream key as they did in the shadow run
     metadata = {REUSED_FROM: MetadataValue.dagster_run(out.run_id),
                 SECONDS_SAVED: float(out.compute_seconds or 0.0),
                 PROVENANCE_KEY_META: prov.key}
-    source = _shadow_storage_id(step_context, asset_key, out.run_id, prov.partition_key)
-    if source is not None:      # steps downstream then key as they did in the shadow run
-        metadata[REUSED_STORAGE_ID] = source
     return Output(
         value,
         output_name=step_context.job_def.asset_layer.get_op_output_name(asset_key),
         metadata=metadata,
         data_version=DataVersion(out.data_version) if out.data_version else None,
     )
-
-
-def _shadow_storage_id(step_context, asset_key, run_id: str, partition_key: str | None) -> int | None:
-    """The storage id (in the asset index, as input pins use) of the materialization of this asset
-    (partition) by shadow run `run_id`: the newest of the asset's recent ones that it wrote."""
-    records = step_context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition_key] if partition_key else None),
-        limit=100, ascending=False).records
-    return next((r.storage_id for r in records if r.run_id == run_id), None)
 
 
 def _as_output(result: Any, extra: dict, output_name: str) -> Any:

@@ -15,12 +15,12 @@ prediction outlived its TTL. On a miss in-flight shadow runs are cancelled
 (`run_coordinator.cancel_run`; runs from `execute_in_process` cannot be cancelled) and their
 outputs deleted. Live runs are never touched.
 
-Once settled and finished (cancellation is asynchronous: that may take a later tick), a shadow run
-is purged from Dagster (`shadow_dagster.dagster.purge.purge_shadow_run`: its events, the asset
-index entries that still point at it, the run record), so the asset catalog, data versions and
-automation only see live runs. `purge="all"` (default) purges hits and misses, `"misses"` keeps hit
-runs, `"off"` keeps every shadow run. A "purged" outcome row keeps the run id, activity and outcome
-listed (`shadow-dagster shadow list`).
+A shadow run is a run of the runner job (`shadow_dagster.dagster.shadow_runner`): its assets
+never reach the live catalog, so it stays on its run page for inspection. Once settled, finished
+and older than the retention period (`retention_s`, default a day), it is deleted
+(`shadow_dagster.dagster.purge.purge_shadow_run`). `purge="all"` (default) deletes hits and misses,
+`"misses"` keeps hit runs, `"off"` keeps every shadow run. A "purged" outcome row keeps the run
+id, activity and outcome listed (`shadow-dagster shadow list`).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from shadow_dagster.tags import (
     REUSED_FROM,
     SECONDS_SAVED,
     SHADOW_TAG,
+    shadow_partition,
 )
 
 ACTIVITY_TAG = PREFIX + "activity"            # shadow run: the predicted activity ("job/step")
@@ -264,13 +265,15 @@ class Resolution:
 
 def _produced(run, targets: list[str]) -> list[str]:
     """Assets the shadow run was launched for besides its activity's own `targets`."""
-    return sorted({k.to_user_string() for k in (run.asset_selection or ())} - set(targets))
+    from shadow_dagster.dagster.shadow_runner import selection_of
+
+    return sorted(set(selection_of(run)) - set(targets))
 
 
 def _reuse_of(instance: DagsterInstance, run, targets: list[str]) -> tuple[set[str], float]:
     """(the assets among `targets` a live run reused from this shadow run, seconds saved by them)."""
     saved, reused = 0.0, set()
-    partition = run.tags.get(PARTITION_TAG)
+    partition = shadow_partition(run.tags)
     for key in targets:
         flt = AssetRecordsFilter(asset_key=AssetKey.from_user_string(key),
                                  asset_partitions=[partition] if partition else None)
@@ -303,7 +306,7 @@ def _late(run, view: GroupView, activity: str, targets: list[str], outputs: Shad
     if outputs is None or not starts or now - starts[-1] < grace_s:
         return None
     start = starts[-1]
-    partition = run.tags.get(PARTITION_TAG)
+    partition = shadow_partition(run.tags)
     for key in targets:
         out = outputs.find_for_run(run.run_id, key, partition)
         if out is None:
@@ -322,7 +325,7 @@ def _output_timing(run, view: GroupView, activity: str, targets: list[str],
         return "", None
     made = []
     for key in targets:
-        out = outputs.find_for_run(run.run_id, key, run.tags.get(PARTITION_TAG))
+        out = outputs.find_for_run(run.run_id, key, shadow_partition(run.tags))
         if out is not None:
             made.append(_created_s(out))
     if not made:
@@ -425,10 +428,11 @@ def resolve_shadow_runs(
     now: float | None = None,
     views: dict[str, GroupView] | None = None,
     purge: str = "all",
+    retention_s: float = 86400.0,
     log=None,
 ) -> list[Resolution]:
-    """Settle every launched, unresolved prediction; cancel and clean up the misses; purge settled,
-    finished shadow runs from Dagster (`purge`: "all", "misses" or "off")."""
+    """Settle every launched, unresolved prediction; cancel and clean up the misses; delete settled
+    shadow runs that finished more than `retention_s` ago (`purge`: "all", "misses" or "off")."""
     if purge not in PURGE_MODES:
         raise ValueError(f"purge must be one of {PURGE_MODES}, got {purge!r}")
     now = time.time() if now is None else now
@@ -438,9 +442,7 @@ def resolve_shadow_runs(
         pid = run.tags.get(PREDICTION_TAG)
         if pid:
             by_pred.setdefault(pid, []).append(run)
-    if not by_pred:
-        return []
-    known = read_outcomes(signal_store, prediction_ids=by_pred)
+    known = read_outcomes(signal_store, prediction_ids=by_pred) if by_pred else []
     resolved = {r.prediction_id for r in known if r.stage in RESOLVED}
     views = {} if views is None else views
     out: list[Resolution] = []
@@ -475,24 +477,38 @@ def resolve_shadow_runs(
             break
     record_outcomes(signal_store, records)   # settled first: a purge never loses an outcome
     if purge != "off":
-        settled = {r.prediction_id: r for r in known + records if r.stage in RESOLVED}
-        done = purge_settled_shadow_runs(instance, signal_store, shadow_runs, settled, mode=purge, now=now,
-                                          log=log)
+        done = purge_settled_shadow_runs(instance, signal_store, expired_shadow_runs(instance, now - retention_s),
+                                          mode=purge, now=now, log=log)
         for res in out:
             res.purged = res.shadow_run_id in done
     return out
 
 
+def expired_shadow_runs(instance: DagsterInstance, ended_before: float, limit: int = 100) -> list:
+    """Finished shadow runs last updated before `ended_before` (epoch s), oldest first."""
+    from datetime import datetime, timezone
+
+    finished = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
+    return list(reversed(instance.get_runs(filters=RunsFilter(
+        tags={SHADOW_TAG: "true"}, statuses=finished,
+        updated_before=datetime.fromtimestamp(ended_before, tz=timezone.utc)), limit=limit)))
+
+
 def purge_settled_shadow_runs(instance: DagsterInstance, signal_store: SignalStore, shadow_runs: Iterable,
-                              settled: dict[str, OutcomeRecord], *, mode: str = "all",
+                              settled: dict[str, OutcomeRecord] | None = None, *, mode: str = "all",
                               now: float | None = None, log=None) -> set[str]:
-    """Purge the finished shadow runs among `shadow_runs` whose prediction is in `settled` (prediction
-    id -> hit/miss record); `mode` "misses" keeps hit runs. Runs in flight wait for a later call.
-    Writes one "purged" outcome row per run; returns the run ids purged (or found already gone)."""
+    """Delete the finished shadow runs among `shadow_runs` whose prediction is settled (`settled`:
+    prediction id -> hit/miss record, read from the outcomes when None); `mode` "misses" keeps hit
+    runs. Runs in flight wait for a later call. Writes one "purged" outcome row per run; returns the
+    run ids deleted (or found already gone)."""
     from shadow_dagster.dagster.purge import purge_shadow_run
 
     if mode not in PURGE_MODES:
         raise ValueError(f"purge mode must be one of {PURGE_MODES}, got {mode!r}")
+    shadow_runs = list(shadow_runs)
+    if settled is None:
+        pids = {r.tags.get(PREDICTION_TAG, "") for r in shadow_runs} - {""}
+        settled = {r.prediction_id: r for r in read_outcomes(signal_store, prediction_ids=pids) if r.stage in RESOLVED}
     now = time.time() if now is None else now
     done, records = set(), []
     for run in shadow_runs:
@@ -512,13 +528,11 @@ def purge_settled_shadow_runs(instance: DagsterInstance, signal_store: SignalSto
         if not result.purged:
             continue
         done.add(run.run_id)
-        restored = ", ".join(f"{k} -> {'none' if v is None else v[:8]}" for k, v in result.restored.items())
         records.append(OutcomeRecord(
             rec.prediction_id, "purged", int(now * 1000), workflow=run.tags.get(SHADOW_WORKFLOW_TAG),
             workflow_key=run.tags.get(PARENT_TAG), activity=run.tags.get(ACTIVITY_TAG),
             probability=float(run.tags.get(PROBABILITY_TAG, 0) or 0), shadow_run_id=run.run_id,
             seconds=round(ran_s, 3),   # the run's wall seconds: what it cost, kept after the run is gone
-            reason=f"{rec.stage}: removed the events of {', '.join(result.asset_keys) or 'no asset'}"
-                   + (f"; latest materialization restored ({restored})" if restored else "")))
+            reason=f"{rec.stage}: shadow run deleted after the retention period"))
     record_outcomes(signal_store, records)
     return done

@@ -8,11 +8,12 @@ Each tick:
 3. builds each prefix ("job/step" in start order from `get_run_step_stats`), loads the workflow's
    fingerprint, rolls the prediction forward `horizon` steps, plans non-critical asset steps whose
    inputs exist, applies the policy (calibrated by recorded outcomes) and the caps;
-4. yields one `RunRequest` per work item on the shadow asset job, with a deterministic run key and
-   the shadow tags; launched prediction ids are kept in the cursor, and existing shadow runs are
-   checked by prediction tag, so a repeated tick launches nothing twice.
+4. yields one `RunRequest` per work item on the shadow runner job (`shadow_runner`: the work's
+   assets execute on the shadow run's own instance, never in the live catalog), with a
+   deterministic run key and the shadow tags; launched prediction ids are kept in the cursor, and
+   existing shadow runs are checked by prediction tag, so a repeated tick launches nothing twice.
 
-Only asset steps are eligible (a RunRequest cannot select ops); op steps are reported as skipped.
+Only asset steps are eligible; op steps are reported as skipped.
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ from dagster import (
 from shadow_dagster.dagster.fingerprints import fingerprint_path
 from shadow_dagster.dagster.job_graph import definition_graph
 from shadow_dagster.dagster.prepare import Budget, PrepareConfig, Preparer
+from shadow_dagster.dagster.shadow_runner import (
+    RUNNER_JOB_NAME,
+    SHADOW_JOB_NAME,
+    runner_run_config,
+    runner_tags,
+    shadow_runner_job,
+)
 from shadow_dagster.dagster.rollback import (
     ACTIVITY_TAG,
     IN_FLIGHT,
@@ -81,7 +89,6 @@ from shadow_dagster.tags import (
     is_shadow_run,
 )
 
-SHADOW_JOB_NAME = "__shadow_dagster_shadow_job"
 SPECULATIVE_SENSOR_NAME = "shadow_speculative_sensor"
 REPORT_JOB = "shadow_dagster_report"
 
@@ -357,11 +364,13 @@ def build_speculative_sensor(
     warmup: bool = True,
     warmup_budget_s: float = 30.0,
     purge: str = "all",
+    retention_s: float = 86400.0,
     max_tick_share: float | None = None,
     report_interval_s: float | None = 60.0,
     report_window_days: float = 30.0,
 ):
-    """The speculative sensor (default RUNNING). `job` (or `job_name`) is the shadow asset job.
+    """The speculative sensor (default RUNNING). `job` (or `job_name`) is the shadow asset job; its
+    shadow runs are runs of `shadow_runner_job`, which the sensor targets (and so registers).
 
     A prediction counts as missed once the live instance has started `divergence_slack` more steps
     than the predicted position without it (slack tolerates parallel steps finishing out of order),
@@ -377,9 +386,9 @@ def build_speculative_sensor(
     `max_tick_share` (off by default; 0.25 suits hosts with many live runs): ticks take at most this
     share of the wall clock (a tick that took d seconds skips evaluations for d / share seconds from
     its start), so that the sensor does not take the live runs' CPU; None ticks at every evaluation.
-    `purge` ("all", "misses", "off"): which settled, finished shadow runs are purged from Dagster
-    (events, asset index entries, run record) so the asset catalog only reflects live runs
-    (`shadow_dagster.dagster.purge`); their outcome rows stay.
+    Shadow runs never reach the live asset catalog (`shadow_dagster.dagster.shadow_runner`), so
+    they stay on their run pages; `purge` ("all", "misses", "off") says which settled shadow runs
+    are deleted once finished for `retention_s` (default a day); their outcome rows stay.
     Each tick stores, per live instance, the latest decision for every predicted step (probability,
     ETA, pre-executed or not and why). `report_interval_s` (None: off): when the repository defines
     the `speculation_report` asset and decisions or outcomes changed, the sensor logs its
@@ -389,7 +398,8 @@ def build_speculative_sensor(
     policy = policy or PolicyConfig()
     if not isinstance(policy, PolicyConfig):
         raise TypeError(f"policy must be a PolicyConfig, got {type(policy).__name__}")
-    for label, value in (("ttl_s", ttl_s), ("chain_gap_s", chain_gap_s), ("launch_overhead_s", launch_overhead_s)):
+    for label, value in (("ttl_s", ttl_s), ("chain_gap_s", chain_gap_s), ("launch_overhead_s", launch_overhead_s),
+                         ("retention_s", retention_s)):
         if not isinstance(value, (int, float)) or value < 0:
             raise ValueError(f"{label} must be a number of seconds >= 0, got {value!r}")
     if purge not in PURGE_MODES:
@@ -419,11 +429,10 @@ def build_speculative_sensor(
             stores["outputs"] = ShadowOutputStore(out_dir, output_store_url or default_url()) if out_dir else None
         return stores["signals"], stores["outputs"]
 
-    kwargs = {"job": job} if job is not None else {"job_name": job_name}
-
     @sensor(name=name, minimum_interval_seconds=minimum_interval_seconds,
             default_status=DefaultSensorStatus.RUNNING if running else DefaultSensorStatus.STOPPED,
-            description="shadow-dagster: pre-executes predicted non-critical steps in shadow runs", **kwargs)
+            description="shadow-dagster: pre-executes predicted non-critical steps in shadow runs",
+            jobs=[shadow_runner_job] + ([job] if job is not None else []))
     def _speculative_sensor(context: SensorEvaluationContext):
         now = time.time()
         instance = context.instance
@@ -439,7 +448,7 @@ def build_speculative_sensor(
         views: dict[str, GroupView] = {}
         resolved = resolve_shadow_runs(instance, signals, outputs, ttl_s=ttl_s, chain_gap_s=chain_gap_s,
                                        divergence_slack=divergence_slack, now=now, views=views,
-                                       purge=purge, log=context.log)
+                                       purge=purge, retention_s=retention_s, log=context.log)
         repo = context.repository_def
         if repo is None:
             raise ValueError("the speculative sensor needs its repository (build_sensor_context(repository_def=...))")
@@ -539,10 +548,9 @@ def build_speculative_sensor(
                     # its own workflow key: a shadow run never joins the live instance's case
                     WORKFLOW_TAG: "shadow:" + work.prediction_id,
                 }
-                requests.append(RunRequest(run_key=work.run_key, asset_selection=[AssetKey.from_user_string(a)
-                                                                                   for a in work.assets],
-                                           partition_key=work.partition_key, tags=tags,
-                                           **({} if job is not None else {"job_name": job_name})))
+                tags.update(runner_tags(work.assets, work.partition_key))
+                requests.append(RunRequest(run_key=work.run_key, job_name=RUNNER_JOB_NAME, tags=tags,
+                                           run_config=runner_run_config(work.assets, work.partition_key, job_name)))
                 cursor["launched"][work.prediction_id] = now
                 cursor["predicted"][work.prediction_id] = now
                 total += 1
@@ -604,5 +612,5 @@ def speculation_pending(instance) -> int:
     return sum(1 for r in instance.get_runs(filters=RunsFilter(tags={SHADOW_TAG: "true"})) if r.status in IN_FLIGHT)
 
 
-__all__ = ["REPORT_JOB", "SHADOW_JOB_NAME", "SPECULATIVE_SENSOR_NAME", "build_catalog", "build_speculative_sensor",
+__all__ = ["REPORT_JOB", "RUNNER_JOB_NAME", "SHADOW_JOB_NAME", "SPECULATIVE_SENSOR_NAME", "build_catalog", "build_speculative_sensor",
            "live_groups", "shadow_job", "speculation_definitions", "speculation_pending"]

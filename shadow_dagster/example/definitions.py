@@ -38,13 +38,11 @@ def build_definitions(scale: float | None = None, **shadow_options) -> Definitio
 
     Signals are sampled at 10 ms: at demo scale steps last well under a second. The speculative
     sensor looks 6 steps ahead, far enough to reach the next job of the chain while job A runs.
-    The demo keeps shadow runs that were hits (`purge="misses"`) so that they can be inspected in
-    the UI; missed ones are purged from Dagster as by default.
+    Shadow runs, hits and misses, stay inspectable in the UI for the default retention period.
     """
     shadow_options.setdefault("resolution_ms", 10)
     shadow_options.setdefault("speculation", {})
     shadow_options["speculation"].setdefault("horizon", 6)
-    shadow_options["speculation"].setdefault("purge", "misses")
     pipeline = build_pipeline(scale)
     return with_shadow(pipeline, **shadow_options)
 

@@ -106,6 +106,11 @@ def provenance_key(**parts: Any) -> str:
     return hashlib.sha256(doc.encode("utf-8")).hexdigest()
 
 
+def is_provenance_key(value: Any) -> bool:
+    """Whether `value` has the form of a provenance key (64 lower-case hex digits)."""
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
 def try_provenance_key(**parts: Any) -> tuple[str | None, str | None]:
     """(key, None) when computable, else (None, reason): the non-raising form used by reuse checks."""
     try:
