@@ -44,10 +44,28 @@ def guard_step(step_context) -> None:
             f"step {step_context.step.key!r} is critical and may not execute in shadow run "
             f"{step_context.run_id}; tag it {CRITICAL_TAG}='false' only if it has no side effects "
             "outside the asset store")
-    from shadow_dagster.dagster.shadow_env import read_only_from_tags, refusal, resources_written, unsafe_resources
+    from shadow_dagster.dagster.shadow_env import (
+        input_io_keys,
+        is_shadow_safe,
+        read_only_from_tags,
+        refusal,
+        resources_written,
+        unsafe_in_runner,
+        unsafe_resources,
+    )
+    from shadow_dagster.dagster.step_provenance import registered_live_side
 
-    unsafe = unsafe_resources(resources_written(step_context.op_def), step_context.job_def.resource_defs,
-                              read_only_from_tags(step_context.run_tags))
+    job, read_only = step_context.job_def, read_only_from_tags(step_context.run_tags)
+    if registered_live_side(step_context.run_id) is not None:   # the runner: outputs go to the shadow store
+        unsafe = unsafe_in_runner(step_context.op_def.required_resource_keys,
+                                  input_io_keys(job, step_context.node_handle, step_context.get_output_asset_keys()),
+                                  job.resource_defs, read_only)
+        # and check that they really do: every output IO manager is shadow-aware or the runner's stand-in
+        unsafe += sorted(k for k in resources_written(step_context.op_def) - set(step_context.op_def.required_resource_keys)
+                         if not (k in job.resource_defs and (is_shadow_safe(job.resource_defs[k])
+                                                             or hasattr(job.resource_defs[k], "shadow_original"))))
+    else:
+        unsafe = unsafe_resources(resources_written(step_context.op_def), job.resource_defs, read_only)
     if unsafe:
         raise ShadowCriticalStepError(f"step {step_context.step.key!r} may not execute in shadow run "
                                       f"{step_context.run_id}: it {refusal(unsafe)}")

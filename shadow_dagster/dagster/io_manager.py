@@ -148,12 +148,12 @@ class ShadowLiveIOManager(PickledObjectFilesystemIOManager):
 
 
 class ShadowRunIOManager(IOManager):
-    """The shadow-run IO manager: reads live (or this run's shadow) inputs, writes shadow outputs only."""
+    """The shadow-run IO manager: reads live (or this run's shadow) inputs through `live` (any IO
+    manager), writes shadow outputs only, never through `live`."""
 
-    def __init__(self, live: PickledObjectFilesystemIOManager, store: ShadowOutputStore, run_id: str,
-                 prediction_id: str | None):
+    def __init__(self, live: IOManager, store: ShadowOutputStore, run_id: str, prediction_id: str | None):
         self.live = live
-        self.live_root = live.base_dir
+        self.live_root = getattr(live, "base_dir", None) or str(store.root)   # scratch stays in the store
         self.store = store
         self.run_id = run_id
         self.prediction_id = prediction_id
@@ -235,6 +235,30 @@ class ShadowRunIOManager(IOManager):
         raise FileNotFoundError(
             f"input {name} was last materialised by shadow run {producer}, whose output is not in the "
             "shadow store (deleted or never completed); the shadow run cannot read it from live storage")
+
+
+def default_store(instance) -> ShadowOutputStore:
+    """The shadow store ShadowIOManager uses by default (DAGSTER_HOME/shadow_dagster/outputs,
+    indexed in the shadow-dagster store): where assets with any other IO manager keep shadow outputs."""
+    _, shadow_dir, store_url, _ = ShadowIOManager().dirs(instance)
+    return get_store(shadow_dir, store_url, instance.storage_directory())
+
+
+def overlay_io_manager(original, live_key: str):
+    """An IO manager definition that, in a run of the shadow runner, stands in for the user's own
+    IO manager `original` (bound under `live_key`): outputs go to the default shadow store, inputs
+    this run did not make are read through `original`."""
+    from dagster import io_manager
+
+    @io_manager(required_resource_keys={live_key},
+                description="shadow-dagster: shadow outputs in the shadow store, live reads through your IO manager")
+    def shadow_overlay(init_context):
+        run = init_context.dagster_run
+        return ShadowRunIOManager(getattr(init_context.resources, live_key), default_store(init_context.instance),
+                                  run.run_id, run.tags.get(PREDICTION_TAG))
+
+    shadow_overlay.shadow_original = original
+    return shadow_overlay
 
 
 class ShadowIOManager(ConfigurableIOManagerFactory, ShadowSafe):

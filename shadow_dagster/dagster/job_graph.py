@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from dagster import JobDefinition
+from dagster import AssetKey, JobDefinition
 
-from shadow_dagster.dagster.shadow_env import resources_written
+from shadow_dagster.dagster.shadow_env import input_io_keys, resources_written
 from shadow_dagster.tags import CRITICAL_TAG, is_critical
 
 CONCURRENCY_TAG = "dagster/concurrency_key"
@@ -55,6 +55,8 @@ def definition_graph(job_def: JobDefinition, prefix: str = "") -> tuple[list[tup
             "op": op_def.name,
             "required_resources": sorted(op_def.required_resource_keys),
             "written_resources": sorted(resources_written(op_def)),
+            "input_io_managers": sorted(input_io_keys(job_def, handle, [AssetKey.from_user_string(k)
+                                                                         for k in asset_keys])),
             "pool": op_def.pool,
             "concurrency_key": tags.get(CONCURRENCY_TAG),
             "tags": tags,

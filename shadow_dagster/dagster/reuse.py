@@ -1,11 +1,12 @@
 """`@shadow_reusable`: let a live run take a verified shadow output instead of computing the asset.
 
 Put it under `@asset` on a non-critical asset (`op_tags={"shadow_dagster/critical": "false"}` or the
-same asset tag) whose IO manager is `ShadowIOManager`. In a live run it computes the provenance key the
-step would produce, looks up a complete shadow output with that key, checks the file's sha256, and
-returns the stored value without running the body; the IO manager then promotes the file atomically
-into live storage. Any mismatch or unknown part runs the body. In a shadow run it runs the body and
-records its compute time. In both it first applies the critical-step guard.
+same asset tag), whatever its IO manager. In a live run it computes the provenance key the step would
+produce, looks up a complete shadow output with that key, checks the file's sha256, and returns the
+stored value without running the body: `ShadowIOManager` then promotes the file atomically into
+live storage, any other IO manager writes the value where it always does. Any mismatch or unknown
+part runs the body. In a shadow run it runs the body and records its compute time. In both it
+first applies the critical-step guard.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from shadow_dagster.dagster.io_manager import (
     DATA_VERSION_META,
     PROVENANCE_KEY_META,
     ShadowLiveIOManager,
+    default_store,
     deserialize,
 )
 from shadow_dagster.dagster.step_provenance import compute_step_provenance
@@ -49,18 +51,18 @@ def _io_manager(step_context, asset_key):
 def try_reuse(step_context, asset_key) -> Output | None:
     """An Output carrying a verified shadow value for this live step, or None (then compute)."""
     io = _io_manager(step_context, asset_key)
-    if not isinstance(io, ShadowLiveIOManager):
-        step_context.log.debug("shadow reuse off: the asset's IO manager is not ShadowIOManager")
-        return None
     prov = compute_step_provenance(step_context, asset_key, live_inputs_only=True)
     if prov.key is None:
         step_context.log.info(f"shadow reuse refused for {prov.asset_key}: {prov.reason}")
         return None
-    out = io.store.get_reusable(prov.key)
+    # ShadowIOManager promotes the stored file; any other IO manager gets the value and writes it
+    # where it always does
+    store = io.store if isinstance(io, ShadowLiveIOManager) else default_store(step_context.instance)
+    out = store.get_reusable(prov.key)
     if out is None or out.asset_key != prov.asset_key or out.partition_key != prov.partition_key:
         return None
     try:
-        value = deserialize(io.store.read(out))
+        value = deserialize(store.read(out))
     except (ContentMismatch, FileNotFoundError) as exc:
         step_context.log.warning(f"shadow output {prov.key} failed verification ({exc}); recomputing")
         return None

@@ -4,9 +4,16 @@ through is shadow-safe.
 A resource is shadow-safe when its class derives from `ShadowSafe` (it writes nothing outside
 shadow storage in a shadow run: `ShadowIOManager`, or a read-only resource) or when the user lists
 its key in `with_shadow(..., read_only_resources=[...])`. Everything else (a `DuckDBResource`, a
-plain `FilesystemIOManager`, a function resource) may write live storage, so a step that needs it
-is refused, both when the speculative sensor plans (the reason is in the tick's skip message) and
-in the shadow run itself, before the step's body.
+function resource) may write live storage, so a step that needs it is refused, both when the
+speculative sensor plans (the reason is in the tick's skip message) and in the shadow run itself,
+before the step's body.
+
+IO managers are different in runs of the shadow runner (`shadow_dagster.dagster.shadow_runner`):
+there the outputs of the predicted assets never reach the user's IO manager (the runner puts the
+shadow store in its place), so any IO manager is fine for outputs. Inputs the run did not make
+are still read through the user's IO manager, so that one must read without side effects:
+shadow-safe, listed read-only, or one of Dagster's filesystem / UPath IO managers. (An IO manager
+that opens a database read-write to read, as DuckDB's does, would lock the live database.)
 """
 
 from __future__ import annotations
@@ -51,6 +58,46 @@ def resources_written(op_def) -> set[str]:
     for out in op_def.output_defs:
         if not out.dagster_type.is_nothing and not skip_io:
             keys.add(out.io_manager_key)
+    return keys
+
+
+def reads_without_side_effects(resource_def) -> bool:
+    """IO managers whose load_input only reads files: shadow-safe ones, Dagster's filesystem and
+    in-memory IO managers and UPathIOManager subclasses."""
+    from dagster import FilesystemIOManager, UPathIOManager, fs_io_manager, mem_io_manager
+
+    resource_def = getattr(resource_def, "shadow_original", resource_def)   # the runner's stand-in reads through it
+    if is_shadow_safe(resource_def) or resource_def is fs_io_manager or resource_def is mem_io_manager:
+        return True
+    cls = getattr(resource_def, "configurable_resource_cls", None) or type(resource_def)
+    return isinstance(cls, type) and issubclass(cls, (FilesystemIOManager, UPathIOManager))
+
+
+def unsafe_in_runner(required: Iterable[str], input_io_keys: Iterable[str], resource_defs: Mapping,
+                     read_only: Iterable[str] = ()) -> list[str]:
+    """What makes a step unsafe in a run of the shadow runner: required resources that are not
+    shadow-safe, and IO managers its inputs are read through that may have side effects."""
+    allowed = set(read_only)
+    bad = set(unsafe_resources(required, resource_defs, read_only))
+    bad |= {k for k in input_io_keys
+            if k not in allowed and not (k in resource_defs and reads_without_side_effects(resource_defs[k]))}
+    return sorted(bad)
+
+
+def input_io_keys(job_def, node_handle, asset_keys) -> set[str]:
+    """IO manager keys the step's inputs from outside the step are loaded through."""
+    layer = job_def.asset_layer
+    op_def = job_def.get_op(node_handle).definition
+    keys = {d.input_manager_key for d in op_def.input_defs if d.input_manager_key}
+    own = set(asset_keys)
+    for key in asset_keys:
+        for parent in layer.get(key).parent_keys:
+            if parent in own:
+                continue
+            input_name = layer.get_node_input_name(node_handle, parent)
+            manager = next((d.input_manager_key for d in op_def.input_defs if d.name == input_name), None)
+            if input_name and not manager and layer.has(parent):
+                keys.add(layer.get(parent).io_manager_key)
     return keys
 
 

@@ -121,11 +121,46 @@ def execute_predicted(asset_job, live: DagsterInstance, run_id: str, tags: dict,
     with DagsterInstance.ephemeral(tempdir=live.root_directory) as inner, \
             live_side(run_id, LiveSide(live, as_of)):
         _copy_dynamic_partitions(asset_job, keys | parents, live, inner)
-        result = asset_job.execute_in_process(instance=inner, asset_selection=sorted(keys, key=str), partition_key=partition_key,
+        result = _inner_job(asset_job, keys).execute_in_process(instance=inner, asset_selection=sorted(keys, key=str), partition_key=partition_key,
                                               run_id=run_id, tags=_inner_tags(tags), raise_on_error=False)
     if log is not None:
         _report(result, log)
     return result
+
+
+def _shadow_resources(asset_job, keys) -> dict:
+    """The job's resources for the inner run, with every IO manager the
+    predicted assets' outputs go through that is not shadow-aware replaced by a stand-in that keeps
+    them in the shadow store and reads inputs through the user's own IO manager."""
+    from shadow_dagster.dagster.io_manager import overlay_io_manager
+    from shadow_dagster.dagster.shadow_env import is_shadow_safe
+
+    defs = dict(asset_job.resource_defs)
+    out = dict(defs)
+    for key in sorted({asset_job.asset_layer.get(k).io_manager_key for k in keys}):
+        original = defs.get(key)
+        if original is not None and not is_shadow_safe(original):
+            hidden = f"shadow_dagster_live__{key}"
+            out[hidden] = original
+            out[key] = overlay_io_manager(original, hidden)
+    return out
+
+
+def _inner_job(asset_job, keys):
+    """The shadow asset job rebuilt with `_shadow_resources` (Dagster binds a code location's
+    resources into each asset, so overriding the job's alone would not reach them: the assets are
+    rebuilt without their bound resources, which the job's resources hold too)."""
+    from dagster import AssetsDefinition, AssetSelection, Definitions, define_asset_job
+
+    resources = _shadow_resources(asset_job, keys)
+    rebuilt = []
+    for assets_def in asset_job.asset_layer.asset_graph.assets_defs:
+        attrs = assets_def.get_attributes_dict()
+        attrs["resource_defs"] = {}   # every resource is bound once, at the top level, below
+        rebuilt.append(AssetsDefinition.dagster_internal_init(**attrs))
+    job = define_asset_job(asset_job.name, selection=AssetSelection.assets(*keys), tags=asset_job.tags,
+                           executor_def=in_process_executor)
+    return Definitions(assets=rebuilt, jobs=[job], resources=resources).resolve_job_def(asset_job.name)
 
 
 def _dynamic_names(partitions_def) -> set[str]:

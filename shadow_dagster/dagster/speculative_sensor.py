@@ -135,10 +135,11 @@ def build_catalog(repository_def, shadow_job_name: str = SHADOW_JOB_NAME) -> dic
     """activity ("job/step") -> StepInfo for every asset step of every job of the repository.
 
     A step is eligible (critical=False) only if it is non-critical and all its assets are in the
-    shadow job, so that a RunRequest on that job can select them; one that needs a resource that is
-    not shadow-safe carries the refusal in words.
+    shadow job, so that the shadow runner can execute them; one that needs a resource that is not
+    shadow-safe, or reads an input through an IO manager that may have side effects, carries the
+    refusal in words.
     """
-    from shadow_dagster.dagster.shadow_env import read_only_from_tags, refusal, unsafe_resources
+    from shadow_dagster.dagster.shadow_env import read_only_from_tags, refusal, unsafe_in_runner
 
     try:
         shadow = repository_def.get_job(shadow_job_name)
@@ -162,7 +163,9 @@ def build_catalog(repository_def, shadow_job_name: str = SHADOW_JOB_NAME) -> dic
                 deps |= {p.to_user_string() for p in node.parent_keys}
                 partitioned = partitioned or node.partitions_def is not None
             critical = bool(info.get("critical", True)) or not set(assets) <= shadow_keys
-            unsafe = [] if critical else unsafe_resources(info.get("written_resources", ()), job.resource_defs,
+            # shadow runs are runs of the runner, where outputs never reach the user's IO manager
+            unsafe = [] if critical else unsafe_in_runner(info.get("required_resources", ()),
+                                                          info.get("input_io_managers", ()), job.resource_defs,
                                                           read_only)
             catalog[f"{job.name}/{step_key}"] = StepInfo(assets, critical, tuple(sorted(deps - set(assets))),
                                                          None, partitioned, refusal(unsafe) if unsafe else None)
