@@ -244,3 +244,26 @@ def test_a_shadow_tagged_run_with_live_asset_events_is_never_deleted_by_hand(ins
     result = purge_shadow_run(instance, by_hand.run_id)
     assert not result.purged and result.asset_keys == ("summary",) and "live instance" in result.reason
     assert instance.get_run_by_id(by_hand.run_id) is not None
+
+
+def test_expired_shadow_runs_are_found_oldest_first_across_pages(instance):
+    """Runs kept for good (hits under purge="misses") never hide older expired ones behind a page."""
+    import time
+
+    from dagster import DagsterRun, DagsterRunStatus
+
+    from shadow_dagster.dagster.rollback import expired_shadow_runs
+
+    ids = []
+    for i in range(7):
+        run = instance.add_run(DagsterRun(job_name=RUNNER_JOB_NAME, run_id=f"shadow-{i}",
+                                          tags={SHADOW_TAG: "true", PREDICTION_TAG: f"p{i}"},
+                                          status=DagsterRunStatus.SUCCESS))
+        ids.append(run.run_id)
+    instance.add_run(DagsterRun(job_name=RUNNER_JOB_NAME, run_id="live-0", status=DagsterRunStatus.SUCCESS))
+    instance.add_run(DagsterRun(job_name=RUNNER_JOB_NAME, run_id="shadow-running", tags={SHADOW_TAG: "true"},
+                                status=DagsterRunStatus.STARTED))
+    found = [r.run_id for r in expired_shadow_runs(instance, time.time() + 1, limit=3, pages=5)]
+    assert found == ids                                   # every finished shadow run, oldest first
+    assert [r.run_id for r in expired_shadow_runs(instance, time.time() + 1, limit=3, pages=2)] == ids[:6]
+    assert expired_shadow_runs(instance, time.time() - 3600) == []      # none finished an hour ago

@@ -484,14 +484,23 @@ def resolve_shadow_runs(
     return out
 
 
-def expired_shadow_runs(instance: DagsterInstance, ended_before: float, limit: int = 100) -> list:
-    """Finished shadow runs last updated before `ended_before` (epoch s), oldest first."""
+def expired_shadow_runs(instance: DagsterInstance, ended_before: float, limit: int = 100, pages: int = 5) -> list:
+    """Finished shadow runs last updated before `ended_before` (epoch s), oldest first: up to
+    `pages` pages of `limit`, so that runs kept for good (`purge="misses"` keeps hits) never hide
+    older ones behind a single page."""
     from datetime import datetime, timezone
 
     finished = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
-    return list(reversed(instance.get_runs(filters=RunsFilter(
-        tags={SHADOW_TAG: "true"}, statuses=finished,
-        updated_before=datetime.fromtimestamp(ended_before, tz=timezone.utc)), limit=limit)))
+    flt = RunsFilter(tags={SHADOW_TAG: "true"}, statuses=finished,
+                     updated_before=datetime.fromtimestamp(ended_before, tz=timezone.utc))
+    out, cursor = [], None
+    for _ in range(pages):
+        page = list(instance.get_runs(filters=flt, cursor=cursor, limit=limit, ascending=True))
+        out += page
+        if len(page) < limit:
+            break
+        cursor = page[-1].run_id
+    return out
 
 
 def purge_settled_shadow_runs(instance: DagsterInstance, signal_store: SignalStore, shadow_runs: Iterable,
