@@ -10,6 +10,7 @@ PROBABILITY_TAG = PREFIX + "probability"    # predicted probability of the shado
 REUSED_FROM = PREFIX + "reused_from"        # materialization metadata: shadow run id reused
 SECONDS_SAVED = PREFIX + "seconds_saved"    # materialization metadata
 PROVENANCE_KEY = PREFIX + "provenance_key"  # output metadata: key of a shadow or reused output
+CONTENT_HASH = PREFIX + "content_hash"      # output metadata: sha256 of the shadow output's bytes
 SELECTION_TAG = PREFIX + "selection"        # shadow run: JSON list of every asset key it executes
 SHADOW_PARTITION_TAG = PREFIX + "partition"  # shadow run: the partition it executes (never dagster/partition)
 INTENSITY_MARKER = PREFIX + "intensity"     # log-message marker written by report_intensity()

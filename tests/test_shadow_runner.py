@@ -267,3 +267,57 @@ def test_expired_shadow_runs_are_found_oldest_first_across_pages(instance):
     assert found == ids                                   # every finished shadow run, oldest first
     assert [r.run_id for r in expired_shadow_runs(instance, time.time() + 1, limit=3, pages=2)] == ids[:6]
     assert expired_shadow_runs(instance, time.time() - 3600) == []      # none finished an hour ago
+
+
+def test_the_runner_refuses_critical_assets_of_any_job_named_in_its_config(instance, tmp_path):
+    """Run config can name another asset job (the launchpad): its critical assets are still refused,
+    before any body runs."""
+    project = Project(tmp_path)
+    project.materialize(instance, ["raw"])
+    request = project.request(["published"])
+    request.run_config["ops"]["execute_predicted_assets"]["config"]["asset_job"] = "publish"
+    result = execute_shadow_request(project.defs, request, instance, raise_on_error=False)
+    failure = [e for e in result.all_events if e.is_step_failure][0].step_failure_data.error.message
+    assert not result.success and "critical" in failure and not (project.live / "published").exists()
+
+
+def test_two_shadow_runs_with_different_bytes_under_one_key_never_mix(instance, tmp_path):
+    """A step that is not deterministic makes different bytes under one provenance key in two shadow
+    runs: a downstream shadow output made from the first never stands in for one made from the
+    second (pins carry the content hash, not only the key)."""
+    import itertools
+
+    counter = itertools.count()
+
+    @asset(code_version="1")
+    def seed() -> int:
+        return 1
+
+    @asset(code_version="1", op_tags=NONCRIT)
+    @shadow_reusable
+    def sample(seed: int) -> int:
+        return seed + next(counter)          # differs on every compute
+
+    @asset(code_version="1", op_tags=NONCRIT)
+    @shadow_reusable
+    def derived(sample: int) -> int:
+        return sample * 10
+
+    assets = guard_assets([seed, sample, derived])
+    from dagster import Definitions as Defs
+
+    defs = Defs(assets=assets, jobs=[shadow_job(assets)], resources={"io_manager": ShadowIOManager(
+        base_dir=str(tmp_path / "live"), shadow_dir=str(tmp_path / "shadow"), store_url=f"sqlite:///{tmp_path}/o.db")})
+    job = defs.resolve_implicit_global_asset_job_def()
+    job.execute_in_process(instance=instance, asset_selection=[AssetKey("seed")])
+
+    def shadow(keys, pid):
+        tags = {SHADOW_TAG: "true", PREDICTION_TAG: pid, **runner_tags(keys, None)}
+        req = RunRequest(job_name=RUNNER_JOB_NAME, tags=tags, run_config=runner_run_config(keys, None))
+        assert execute_shadow_request(defs, req, instance).success
+
+    shadow(["sample", "derived"], "first")     # sample = 1, derived = 10
+    shadow(["sample"], "second")               # sample = 2 under the same key: the stored output now
+    live = job.execute_in_process(instance=instance, asset_selection=[AssetKey("sample"), AssetKey("derived")])
+    sample_value, derived_value = live.output_for_node("sample"), live.output_for_node("derived")
+    assert derived_value == sample_value * 10, (sample_value, derived_value)

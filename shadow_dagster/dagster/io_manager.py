@@ -34,7 +34,7 @@ from shadow_dagster.speculation.outputs import ShadowOutputStore
 from shadow_dagster.speculation.prefetch import DEFAULT_MAX_BYTES, PrefetchCache
 from shadow_dagster.speculation.provenance import is_provenance_key
 from shadow_dagster.store.engine import default_url
-from shadow_dagster.tags import OUTPUT_BYTES, PREDICTION_TAG, PREFIX, PROVENANCE_KEY, REUSED_FROM, is_shadow_run
+from shadow_dagster.tags import CONTENT_HASH, OUTPUT_BYTES, PREDICTION_TAG, PREFIX, PROVENANCE_KEY, REUSED_FROM, is_shadow_run
 
 PROVENANCE_KEY_META = PROVENANCE_KEY                 # output metadata: key of a shadow or reused output
 COMPUTE_SECONDS_META = PREFIX + "compute_seconds"   # output metadata set by @shadow_reusable in shadow runs
@@ -200,8 +200,8 @@ class ShadowRunIOManager(IOManager):
                                compute_seconds=float(seconds) if seconds is not None else None,
                                data_version=data_version)
         context.add_output_metadata({
-            PROVENANCE_KEY_META: prov.key, SHADOW_PATH_META: MetadataValue.path(str(out.path)),
-            OUTPUT_BYTES: len(payload)})
+            PROVENANCE_KEY_META: prov.key, CONTENT_HASH: out.content_hash,
+            SHADOW_PATH_META: MetadataValue.path(str(out.path)), OUTPUT_BYTES: len(payload)})
 
     def load_input(self, context: InputContext) -> Any:
         step = context.step_context
@@ -217,7 +217,7 @@ class ShadowRunIOManager(IOManager):
                 # does not hold the materialization the step's provenance pins
                 raise FileNotFoundError(
                     f"input {context.asset_key.to_user_string()} was last materialised by run {producer}, "
-                    "which no longer exists (a purged shadow run); not reading live storage instead")
+                    "which no longer exists (a deleted shadow run); not reading live storage instead")
             if is_shadow_run(run.tags):
                 return self._load_shadow(context, producer)
         return self.live.load_input(context)

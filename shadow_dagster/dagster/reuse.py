@@ -32,7 +32,7 @@ from shadow_dagster.dagster.io_manager import (
 )
 from shadow_dagster.dagster.step_provenance import compute_step_provenance
 from shadow_dagster.speculation.atomic import ContentMismatch
-from shadow_dagster.tags import REUSED_FROM, SECONDS_SAVED, is_shadow_run
+from shadow_dagster.tags import CONTENT_HASH, REUSED_FROM, SECONDS_SAVED, is_shadow_run
 
 
 def _single_asset_key(step_context):
@@ -70,7 +70,7 @@ def try_reuse(step_context, asset_key) -> Output | None:
     # the provenance key in the metadata also lets steps downstream key as they did in the shadow run
     metadata = {REUSED_FROM: MetadataValue.dagster_run(out.run_id),
                 SECONDS_SAVED: float(out.compute_seconds or 0.0),
-                PROVENANCE_KEY_META: prov.key}
+                PROVENANCE_KEY_META: prov.key, CONTENT_HASH: out.content_hash}
     return Output(
         value,
         output_name=step_context.job_def.asset_layer.get_op_output_name(asset_key),

@@ -258,7 +258,7 @@ class Resolution:
     reason: str
     cancelled: bool = False
     outputs_deleted: int = 0
-    purged: bool = False          # the shadow run was purged from Dagster in the same tick
+    purged: bool = False          # the shadow run was deleted (retention over) in the same call
     seconds_saved: float = 0.0
     seconds_wasted: float = 0.0
 

@@ -113,7 +113,10 @@ def execute_predicted(asset_job, live: DagsterInstance, run_id: str, tags: dict,
     unknown = sorted(k.to_user_string() for k in keys if k not in layer.selected_asset_keys)
     if unknown:
         raise Failure(f"not pre-executable (not in the shadow asset job {asset_job.name}): {', '.join(unknown)}")
-    parents = {p for k in keys for p in layer.get(k).parent_keys} - set(keys)
+    critical = sorted(k.to_user_string() for k in keys if _is_critical(asset_job, k))
+    if critical:   # run config can name any job: its assets must still be non-critical
+        raise Failure(f"not pre-executable (critical): {', '.join(critical)}")
+    parents = {p for k in keys for p in layer.get(k).parent_keys}   # self-dependent assets read themselves
     as_of = {}
     for parent in parents:
         latest = latest_event(live, parent)
@@ -126,6 +129,15 @@ def execute_predicted(asset_job, live: DagsterInstance, run_id: str, tags: dict,
     if log is not None:
         _report(result, log)
     return result
+
+
+def _is_critical(asset_job, key) -> bool:
+    """Critical unless the asset's op or its own tags say `shadow_dagster/critical: "false"`."""
+    from shadow_dagster.tags import is_critical
+
+    assets_def = asset_job.asset_layer.asset_graph.assets_def_for_key(key)
+    op_tags = getattr(assets_def.node_def, "tags", {}) or {} if assets_def.is_executable else {}
+    return is_critical(op_tags) and is_critical(assets_def.specs_by_key[key].tags)
 
 
 def _shadow_resources(asset_job, keys) -> dict:

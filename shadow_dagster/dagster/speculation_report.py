@@ -41,7 +41,7 @@ def speculation_totals(records, policy: PolicyConfig | None = None) -> dict:
 def shadow_run_rows(instance, records, limit: int = 20) -> list[dict]:
     """Recent shadow runs with their state and outcome, newest first.
 
-    Shadow runs purged from Dagster after settlement (see `shadow_dagster.dagster.purge`) are listed
+    Shadow runs deleted after the retention period (see `shadow_dagster.dagster.purge`) are listed
     from their outcome rows with status "purged", so nothing disappears from the user's view."""
     resolved = {r.prediction_id: r for r in records if r.stage in RESOLVED}
 

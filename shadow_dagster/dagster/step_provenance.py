@@ -8,8 +8,8 @@ move all the time). A storage id names one event, so it fixes the input's data v
 A live step reads the live instance. A shadow run executes its assets on an instance of its own
 (`shadow_dagster.dagster.shadow_runner`), so that no shadow event reaches the live catalog; its
 steps pin inputs from the live instance it registered here (`live_side`), and an input made earlier
-in the same shadow run by the shadow output's own provenance key. A live materialization that
-reused a shadow output stands for that key too, so a step downstream keys the same in the live run
+in the same shadow run by the shadow output's provenance key and content hash. A live
+materialization that reused a shadow output stands for that output too, so a step downstream keys the same in the live run
 as in the shadow run. Shared by the shadow IO manager (shadow writes) and the reuse wrapper (live
 lookups) so both compute the same key.
 """
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance
 
 from shadow_dagster.speculation.provenance import ProvenanceUnknown, is_provenance_key, provenance_key
-from shadow_dagster.tags import PROVENANCE_KEY, REUSED_FROM, is_shadow_run
+from shadow_dagster.tags import CONTENT_HASH, PROVENANCE_KEY, REUSED_FROM, is_shadow_run
 
 MAX_PINNED_PARTITIONS = 1000  # a step reading more input partitions than this is not keyed
 
@@ -146,16 +146,25 @@ def _materializations(instance, parent: AssetKey, storage_ids: list[int]) -> dic
     return out
 
 
+def _value_pin(meta) -> str | None:
+    """"key:<provenance key>:<content hash>" for metadata naming a shadow output's exact bytes,
+    else None. The hash matters: a key names how a value was made, and two shadow runs of a step
+    that is not deterministic make different bytes under one key."""
+    key = getattr(meta.get(PROVENANCE_KEY), "value", None)
+    digest = getattr(meta.get(CONTENT_HASH), "value", None)
+    if is_provenance_key(key) and is_provenance_key(digest):
+        return f"key:{key}:{digest}"
+    return None
+
+
 def _stands_for(record) -> str:
-    """The pin a materialization stands for: the provenance key of the shadow output it reused when
-    it says so (both reuse entries present, a well-formed key), else its own storage id. A value
+    """The pin a materialization stands for: the shadow output it reused when it says so (both
+    reuse entries present, a well-formed key and content hash), else its own storage id. A value
     that does not fit counts as no claim: at worst a missed reuse, never a failed step."""
     mat = record.asset_materialization
     meta = mat.metadata if mat is not None else {}
-    claim = getattr(meta.get(PROVENANCE_KEY), "value", None)
-    if REUSED_FROM in meta and is_provenance_key(claim):
-        return "key:" + claim
-    return str(record.storage_id)
+    pin = _value_pin(meta) if REUSED_FROM in meta else None
+    return pin or str(record.storage_id)
 
 
 def _own_shadow_pin(step_context, parent: AssetKey, storage_id: int, partition: str | None) -> str:
@@ -171,10 +180,10 @@ def _own_shadow_pin(step_context, parent: AssetKey, storage_id: int, partition: 
     records = step_context.instance.fetch_materializations(
         AssetRecordsFilter(asset_key=parent, storage_ids=[storage_id]), limit=1).records
     meta = records[0].asset_materialization.metadata if records and records[0].asset_materialization else {}
-    key = getattr(meta.get(PROVENANCE_KEY), "value", None)
-    if not is_provenance_key(key):
+    pin = _value_pin(meta)
+    if pin is None:
         raise ProvenanceUnknown(f"input {pname} was made by this shadow run without a provenance key")
-    return "key:" + key
+    return pin
 
 
 def compute_step_provenance(step_context, asset_key: AssetKey, *, live_inputs_only: bool) -> StepProvenance:
