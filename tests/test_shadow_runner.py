@@ -321,3 +321,33 @@ def test_two_shadow_runs_with_different_bytes_under_one_key_never_mix(instance, 
     live = job.execute_in_process(instance=instance, asset_selection=[AssetKey("sample"), AssetKey("derived")])
     sample_value, derived_value = live.output_for_node("sample"), live.output_for_node("derived")
     assert derived_value == sample_value * 10, (sample_value, derived_value)
+
+
+def test_a_self_dependent_asset_is_reused(instance, tmp_path):
+    """An asset reading its own previous partition: the shadow run snapshots that input too."""
+    from dagster import AssetIn, TimeWindowPartitionMapping
+
+    days = DailyPartitionsDefinition(start_date="2026-01-01")
+    calls = []
+
+    @asset(code_version="1", op_tags=NONCRIT, partitions_def=days,
+           ins={"cum": AssetIn(partition_mapping=TimeWindowPartitionMapping(start_offset=-1, end_offset=-1))})
+    @shadow_reusable
+    def cum(context, cum) -> int:
+        calls.append(context.partition_key)
+        return (cum or 0) + 1
+
+    assets = guard_assets([cum])
+    from dagster import Definitions as Defs
+
+    defs = Defs(assets=assets, jobs=[shadow_job(assets)], resources={"io_manager": ShadowIOManager(
+        base_dir=str(tmp_path / "live"), shadow_dir=str(tmp_path / "shadow"), store_url=f"sqlite:///{tmp_path}/o.db")})
+    job = defs.resolve_implicit_global_asset_job_def()
+    job.execute_in_process(instance=instance, asset_selection=[AssetKey("cum")], partition_key="2026-01-01")
+    tags = {SHADOW_TAG: "true", PREDICTION_TAG: "self", **runner_tags(["cum"], "2026-01-02")}
+    shadow = execute_shadow_request(defs, RunRequest(job_name=RUNNER_JOB_NAME, tags=tags,
+                                                     run_config=runner_run_config(["cum"], "2026-01-02")), instance)
+    assert shadow.success
+    live = job.execute_in_process(instance=instance, asset_selection=[AssetKey("cum")], partition_key="2026-01-02")
+    assert live.asset_materializations_for_node("cum")[0].metadata[REUSED_FROM].value == shadow.run_id
+    assert calls == ["2026-01-01", "2026-01-02"] and live.output_for_node("cum") == 2
