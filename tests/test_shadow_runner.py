@@ -351,3 +351,31 @@ def test_a_self_dependent_asset_is_reused(instance, tmp_path):
     live = job.execute_in_process(instance=instance, asset_selection=[AssetKey("cum")], partition_key="2026-01-02")
     assert live.asset_materializations_for_node("cum")[0].metadata[REUSED_FROM].value == shadow.run_id
     assert calls == ["2026-01-01", "2026-01-02"] and live.output_for_node("cum") == 2
+
+
+def test_a_shadow_run_no_tick_settled_is_deleted_after_retention_as_a_miss(instance, tmp_path):
+    """A finished shadow run without an outcome, older than the settling window (the sensor was
+    stopped, or it outlived 2 x ttl_s in flight), is recorded as a miss and deleted."""
+    import time
+
+    from dagster import DagsterRun, DagsterRunStatus
+
+    from shadow_dagster.dagster.rollback import PREDICTED_AT_TAG, read_outcomes, resolve_shadow_runs
+    from shadow_dagster.store.signal_store import SignalStore
+
+    store = SignalStore(f"sqlite:///{tmp_path / 'signals.db'}")
+    instance.add_run(DagsterRun(job_name=RUNNER_JOB_NAME, run_id="orphan", status=DagsterRunStatus.SUCCESS,
+                                tags={SHADOW_TAG: "true", PREDICTION_TAG: "p-orphan"}))
+    later = time.time() + 10
+    assert resolve_shadow_runs(instance, store, None, ttl_s=1, retention_s=0, now=later) == []
+    assert instance.get_run_by_id("orphan") is None
+    stages = sorted(o.stage for o in read_outcomes(store) if o.prediction_id == "p-orphan")
+    assert stages == ["miss", "purged"]
+    miss = [o for o in read_outcomes(store) if o.stage == "miss"][0]
+    assert "never settled" in miss.reason and miss.shadow_run_id == "orphan"
+    # inside the settling window it is left for the sensor to settle
+    instance.add_run(DagsterRun(job_name=RUNNER_JOB_NAME, run_id="recent", status=DagsterRunStatus.SUCCESS,
+                                tags={SHADOW_TAG: "true", PREDICTION_TAG: "p-recent",
+                                      PREDICTED_AT_TAG: f"{time.time():.3f}"}))
+    resolve_shadow_runs(instance, store, None, ttl_s=3600, retention_s=0, now=time.time() + 10)
+    assert instance.get_run_by_id("recent") is not None

@@ -475,12 +475,35 @@ def resolve_shadow_runs(
                 shadow_run_id=run.run_id, seconds_saved=res.seconds_saved, seconds_wasted=res.seconds_wasted,
                 reason=reason, output_lead_s=verdict.output_lead_s))
             break
+    if purge != "off":
+        records += _never_settled(signal_store, expired_shadow_runs(instance, now - max(retention_s, 2 * ttl_s)), now)
+        expired = expired_shadow_runs(instance, now - retention_s)
     record_outcomes(signal_store, records)   # settled first: a purge never loses an outcome
     if purge != "off":
-        done = purge_settled_shadow_runs(instance, signal_store, expired_shadow_runs(instance, now - retention_s),
-                                          mode=purge, now=now, log=log)
+        done = purge_settled_shadow_runs(instance, signal_store, expired, mode=purge, now=now, log=log)
         for res in out:
             res.purged = res.shadow_run_id in done
+    return out
+
+
+def _never_settled(signal_store: SignalStore, runs: list, now: float) -> list:
+    """A miss for each of `runs` (finished shadow runs last updated before the settling window,
+    `2 x ttl_s`, opened: no tick can settle them any more) without an outcome, so that they are
+    deleted like the others."""
+    pids = {r.tags.get(PREDICTION_TAG) for r in runs} - {None, ""}
+    resolved = {r.prediction_id for r in read_outcomes(signal_store, prediction_ids=pids) if r.stage in RESOLVED} \
+        if pids else set()
+    out = []
+    for run in runs:
+        pid = run.tags.get(PREDICTION_TAG)
+        if not pid or pid in resolved:
+            continue
+        resolved.add(pid)
+        out.append(OutcomeRecord(
+            pid, "miss", int(now * 1000), workflow=run.tags.get(SHADOW_WORKFLOW_TAG),
+            workflow_key=run.tags.get(PARENT_TAG), activity=run.tags.get(ACTIVITY_TAG),
+            probability=float(run.tags.get(PROBABILITY_TAG, 0) or 0), shadow_run_id=run.run_id,
+            reason="never settled (no tick saw it within 2 x ttl_s); deleted after the retention period"))
     return out
 
 
