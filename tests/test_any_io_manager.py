@@ -146,3 +146,24 @@ def test_an_input_read_through_an_io_manager_with_possible_side_effects_is_refus
     assert shadow.success and gate["calls"] == ["shadow"]
     live = materialize(defs, instance, ["summary"])
     assert live.asset_materializations_for_node("summary")[0].metadata[REUSED_FROM].value == shadow.run_id
+
+
+def test_an_output_without_a_provenance_key_is_kept_as_scratch_through_the_stand_in(instance, tmp_path):
+    """An asset with no code version has no provenance key: with the user's own IO manager its shadow
+    output goes to the run's scratch space, never to the user's IO manager or live storage."""
+    @asset(code_version="1")
+    def raw() -> list:
+        return [1, 2, 3]
+
+    @asset(op_tags=NONCRIT, io_manager_key="json")          # no code_version: never reusable
+    def unversioned(raw: list) -> int:
+        return sum(raw)
+
+    assets = guard_assets([raw, unversioned])
+    defs = Definitions(assets=assets, jobs=[shadow_job(assets)], resources={
+        "io_manager": FilesystemIOManager(base_dir=str(tmp_path / "live")),
+        "json": JsonIOManager(root=str(tmp_path / "live_json"))})
+    materialize(defs, instance, ["raw"])
+    before = live_files(tmp_path)
+    shadow = execute_shadow_request(defs, request(["unversioned"]), instance)
+    assert shadow.success and live_files(tmp_path) == before and not (tmp_path / "live_json").exists()

@@ -153,7 +153,10 @@ class ShadowRunIOManager(IOManager):
 
     def __init__(self, live: IOManager, store: ShadowOutputStore, run_id: str, prediction_id: str | None):
         self.live = live
-        self.live_root = getattr(live, "base_dir", None) or str(store.root)   # scratch stays in the store
+        base_dir = getattr(live, "base_dir", None)
+        # scratch writes stay out of live storage: the live IO manager's root, else the store's own
+        # forbidden (live) roots, the instance's storage directory for the default store
+        self.live_roots = [base_dir] if base_dir else list(store.forbidden_roots)
         self.store = store
         self.run_id = run_id
         self.prediction_id = prediction_id
@@ -165,9 +168,9 @@ class ShadowRunIOManager(IOManager):
 
     def _write_scratch(self, parts, payload: bytes) -> Path:
         path = self._scratch_path(parts)
-        check_outside(path.parent, [self.live_root])
+        check_outside(path.parent, self.live_roots)
         path.parent.mkdir(parents=True, exist_ok=True)
-        check_outside(path, [self.live_root])
+        check_outside(path, self.live_roots)
         atomic_write(path, payload)
         return path
 
