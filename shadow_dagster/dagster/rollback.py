@@ -476,8 +476,11 @@ def resolve_shadow_runs(
                 reason=reason, output_lead_s=verdict.output_lead_s))
             break
     if purge != "off":
-        records += _never_settled(signal_store, expired_shadow_runs(instance, now - max(retention_s, 2 * ttl_s)), now)
         expired = expired_shadow_runs(instance, now - retention_s)
+        # no tick settles a run last updated before the settling window opened (with the default
+        # retention of a day, every expired run)
+        stale = expired if retention_s >= 2 * ttl_s else expired_shadow_runs(instance, now - 2 * ttl_s)
+        records += _never_settled(signal_store, stale, now)
     record_outcomes(signal_store, records)   # settled first: a purge never loses an outcome
     if purge != "off":
         done = purge_settled_shadow_runs(instance, signal_store, expired, mode=purge, now=now, log=log)

@@ -1,7 +1,8 @@
 """Shadow runs that never reach the live catalog.
 
 A shadow run is a run of the op job `__shadow_dagster_runner` on the live instance: it goes through
-Dagster's run queue, pools and tag limits like any run, carries the shadow tags, can be cancelled,
+Dagster's run queue and run tag limits like any run (the assets' pools are not claimed by the inner
+run), carries the shadow tags, can be cancelled,
 and its logs are on its run page. Its one op executes the predicted assets (a subset of the shadow
 asset job) in process on an ephemeral instance of its own, with the same run id and tags, that
 shares only the live instance's artifact directory (so IO managers resolve the same live paths to
@@ -82,10 +83,6 @@ def selection_of(run) -> list[str]:
     return sorted(k.to_user_string() for k in (run.asset_selection or ()))
 
 
-def partition_of(run) -> str | None:
-    return shadow_partition(run.tags)
-
-
 def _inner_tags(tags: dict) -> dict[str, str]:
     """The shadow run's tags without Dagster's own (run key, sensor, backfill): the inner run is
     the same shadow run, not another launch."""
@@ -124,8 +121,9 @@ def execute_predicted(asset_job, live: DagsterInstance, run_id: str, tags: dict,
     with DagsterInstance.ephemeral(tempdir=live.root_directory) as inner, \
             live_side(run_id, LiveSide(live, as_of)):
         _copy_dynamic_partitions(asset_job, keys | parents, live, inner)
-        result = _inner_job(asset_job, keys).execute_in_process(instance=inner, asset_selection=sorted(keys, key=str), partition_key=partition_key,
-                                              run_id=run_id, tags=_inner_tags(tags), raise_on_error=False)
+        result = _inner_job(asset_job, keys).execute_in_process(
+            instance=inner, asset_selection=sorted(keys, key=str), partition_key=partition_key, run_id=run_id,
+            tags=_inner_tags(tags), raise_on_error=False)
     if log is not None:
         _report(result, log)
     return result
@@ -251,4 +249,4 @@ def execute_shadow_request(defs, request, instance: DagsterInstance, **kwargs):
 
 
 __all__ = ["RUNNER_JOB_NAME", "SHADOW_JOB_NAME", "ShadowRunConfig", "execute_predicted", "execute_shadow_request",
-           "partition_of", "request_assets", "runner_run_config", "runner_tags", "selection_of", "shadow_runner_job"]
+           "request_assets", "runner_run_config", "runner_tags", "selection_of", "shadow_runner_job"]
