@@ -24,6 +24,15 @@ class ShadowCriticalStepError(RuntimeError):
     """A critical step (not tagged `shadow_dagster/critical: "false"`) was asked to run in a shadow run."""
 
 
+def asset_is_critical(assets_def, key) -> bool:
+    """Critical unless the asset's op tags or its own tags say `shadow_dagster/critical: "false"`
+    (assets with no computation are never pre-executed)."""
+    if not assets_def.is_executable:
+        return True
+    op_tags = getattr(assets_def.node_def, "tags", {}) or {}
+    return is_critical(op_tags) and is_critical(assets_def.specs_by_key[key].tags or {})
+
+
 def step_is_critical(step_context) -> bool:
     """Critical unless the op's tags, or the tags of every asset the step produces, say critical=false."""
     if not is_critical(step_context.op_def.tags):

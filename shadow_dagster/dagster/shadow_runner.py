@@ -130,12 +130,9 @@ def execute_predicted(asset_job, live: DagsterInstance, run_id: str, tags: dict,
 
 
 def _is_critical(asset_job, key) -> bool:
-    """Critical unless the asset's op or its own tags say `shadow_dagster/critical: "false"`."""
-    from shadow_dagster.tags import is_critical
+    from shadow_dagster.dagster.critical import asset_is_critical
 
-    assets_def = asset_job.asset_layer.asset_graph.assets_def_for_key(key)
-    op_tags = getattr(assets_def.node_def, "tags", {}) or {} if assets_def.is_executable else {}
-    return is_critical(op_tags) and is_critical(assets_def.specs_by_key[key].tags)
+    return asset_is_critical(asset_job.asset_layer.asset_graph.assets_def_for_key(key), key)
 
 
 def _shadow_resources(asset_job, keys) -> dict:

@@ -85,7 +85,6 @@ from shadow_dagster.tags import (
     PROBABILITY_TAG,
     SHADOW_TAG,
     WORKFLOW_TAG,
-    is_critical,
     is_shadow_run,
 )
 
@@ -95,16 +94,10 @@ REPORT_JOB = "shadow_dagster_report"
 
 # ------------------------------------------------------------------------------ shadow job
 def _non_critical_keys(assets: Iterable) -> list[AssetKey]:
-    keys = []
-    for a in assets:
-        if not isinstance(a, AssetsDefinition) or not a.is_executable:
-            continue
-        op_tags = getattr(a.node_def, "tags", {}) or {}
-        for key in a.keys:
-            spec_tags = a.specs_by_key[key].tags or {}
-            if not is_critical(op_tags) or not is_critical(spec_tags):
-                keys.append(key)
-    return keys
+    from shadow_dagster.dagster.critical import asset_is_critical
+
+    return [key for a in assets if isinstance(a, AssetsDefinition)
+            for key in a.keys if not asset_is_critical(a, key)]
 
 
 def shadow_job(assets: Iterable, name: str = SHADOW_JOB_NAME, executor_def=None,
