@@ -12,6 +12,8 @@ _LAZY = {
     "guard_assets": "shadow_dagster.dagster.critical",
     "shadow_reusable": "shadow_dagster.dagster.reuse",
     "ShadowIOManager": "shadow_dagster.dagster.io_manager",
+    "ShadowDuckDBResource": "shadow_dagster.dagster.shadow_duckdb",
+    "ShadowFiles": "shadow_dagster.dagster.shadow_files",
     "report_intensity": "shadow_dagster.dagster.intensity",
     "SignalStoreResource": "shadow_dagster.dagster.resources",
 }

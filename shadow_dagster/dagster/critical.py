@@ -9,12 +9,14 @@ Enforced at execution time, in three places that all call `guard_step`:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import typing
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetsDefinition, OpDefinition, OpExecutionContext
+from dagster import AssetExecutionContext, AssetsDefinition, OpDefinition, OpExecutionContext, Output
 
 from shadow_dagster.dagster.compat import DecoratedOpFunction
 from shadow_dagster.tags import CRITICAL_TAG, is_critical, is_shadow_run
@@ -93,25 +95,57 @@ def current_step_context():
     return ctx._step_execution_context  # noqa: SLF001 - the public context exposes no data versions
 
 
-def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+def _guarded(fn: Callable[..., Any], *, single_output: bool = False) -> Callable[..., Any]:
+    """`fn` behind the guard. Plain functions also reuse verified shadow results in live runs and,
+    in shadow runs, run in a step workspace (`reuse.call_step_body`); with `single_output` their
+    return annotation becomes Output[T], so a reused value can be returned as an Output."""
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):
-            guard_step(current_step_context())
-            yield from fn(*args, **kwargs)
+            step = current_step_context()
+            guard_step(step)
+            with _shadow_workspace(step):
+                yield from fn(*args, **kwargs)
         return gen_wrapper
     if inspect.iscoroutinefunction(fn):
         @functools.wraps(fn)
         async def async_wrapper(*args, **kwargs):
-            guard_step(current_step_context())
-            return await fn(*args, **kwargs)
+            step = current_step_context()
+            guard_step(step)
+            with _shadow_workspace(step):
+                return await fn(*args, **kwargs)
         return async_wrapper
+
+    from shadow_dagster.dagster.reuse import _output_annotation
+
+    annotation = _output_annotation(fn) if single_output else None
+    as_output = annotation is not None and (annotation is Output or typing.get_origin(annotation) is Output)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        guard_step(current_step_context())
-        return fn(*args, **kwargs)
+        from shadow_dagster.dagster.reuse import call_step_body, single_asset_key
+
+        step = current_step_context()
+        guard_step(step)
+        key = single_asset_key(step)
+        return call_step_body(step, fn, args, kwargs, key, as_output=as_output and key is not None)
+    if as_output:
+        wrapper.__annotations__ = {**getattr(fn, "__annotations__", {}), "return": annotation}
     return wrapper
+
+
+@contextlib.contextmanager
+def _shadow_workspace(step):
+    """Generator and async bodies: in a shadow run, resource writes go to a step workspace; they
+    are never promoted (the body's results cannot be replaced), so its values are not reused."""
+    if not is_shadow_run(step.run_tags):
+        yield
+        return
+    from shadow_dagster.dagster.step_effects import keep_unreusable, step_workspace
+
+    with step_workspace(step) as workspace:
+        yield
+    keep_unreusable(step, workspace)
 
 
 def critical_guard(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -127,7 +161,8 @@ def _guard_op(op: OpDefinition) -> OpDefinition:
         raise TypeError(f"op {op.name!r} has no decorated compute function; cannot guard it")
     if getattr(fn.decorated_fn, "__shadow_guarded__", False):
         return op
-    new_fn = critical_guard(fn.decorated_fn)
+    new_fn = _guarded(fn.decorated_fn, single_output=len(op.output_defs) == 1)
+    new_fn.__shadow_guarded__ = True
     return OpDefinition.dagster_internal_init(
         compute_fn=DecoratedOpFunction(new_fn), name=op.name, ins=op.ins, outs=op.outs,
         description=op.description, config_schema=op.config_schema,
@@ -141,11 +176,15 @@ def guard_assets(assets: Iterable[Any]) -> list[Any]:
     Other definitions (source assets, specs, checks) pass through unchanged. Use it on everything a
     code location materialises, e.g. `Definitions(assets=guard_assets([...]))`.
     """
-    out = []
+    out, guarded = [], {}
     for a in assets:
         if isinstance(a, AssetsDefinition) and a.is_executable and isinstance(a.node_def, OpDefinition):
-            attrs = a.get_attributes_dict()
-            attrs["node_def"] = _guard_op(a.node_def)
-            a = AssetsDefinition.dagster_internal_init(**attrs)
+            # one object listed twice (an autoloader finds an asset imported into a second module)
+            # stays one object, which Dagster accepts; two copies would be duplicate keys
+            if id(a) not in guarded:
+                attrs = a.get_attributes_dict()
+                attrs["node_def"] = _guard_op(a.node_def)
+                guarded[id(a)] = (a, AssetsDefinition.dagster_internal_init(**attrs))
+            a = guarded[id(a)][1]
         out.append(a)
     return out

@@ -190,6 +190,12 @@ class ShadowRunIOManager(IOManager):
             path = self._write_scratch(self._parts(context), payload)
             context.add_output_metadata({SHADOW_PATH_META: MetadataValue.path(str(path))})
             return
+        from shadow_dagster.dagster.step_effects import wrote_through_resources
+
+        if wrote_through_resources(self.run_id, context.step_key):   # the value alone does not stand for the step
+            path = self._write_scratch(self._parts(context), payload)
+            context.add_output_metadata({SHADOW_PATH_META: MetadataValue.path(str(path))})
+            return
         prov = compute_step_provenance(context.step_context, context.asset_key, live_inputs_only=False)
         if prov.key is None:
             context.log.warning(f"shadow output of {prov.asset_key} is not reusable: {prov.reason}")

@@ -18,10 +18,10 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from dagster import DataVersion, MetadataValue, Output
+from dagster import DataVersion, MaterializeResult, MetadataValue, Output
 
 from shadow_dagster.dagster.compat import StepOutputHandle
-from shadow_dagster.dagster.critical import current_step_context, guard_step
+from shadow_dagster.dagster.critical import current_step_context, guard_step, step_is_critical
 from shadow_dagster.dagster.io_manager import (
     COMPUTE_SECONDS_META,
     DATA_VERSION_META,
@@ -30,6 +30,7 @@ from shadow_dagster.dagster.io_manager import (
     default_store,
     deserialize,
 )
+from shadow_dagster.dagster.step_effects import effects_in, promote_effects, record_effects, step_workspace
 from shadow_dagster.dagster.step_provenance import compute_step_provenance
 from shadow_dagster.speculation.atomic import ContentMismatch
 from shadow_dagster.tags import CONTENT_HASH, REUSED_FROM, SECONDS_SAVED, is_shadow_run
@@ -48,23 +49,34 @@ def _io_manager(step_context, asset_key):
     return step_context.get_io_manager(StepOutputHandle(step_context.step.key, output_name))
 
 
-def try_reuse(step_context, asset_key) -> Output | None:
-    """An Output carrying a verified shadow value for this live step, or None (then compute)."""
-    io = _io_manager(step_context, asset_key)
+def try_reuse(step_context, asset_key, *, values: bool = True) -> Output | MaterializeResult | None:
+    """A verified shadow result for this live step, or None (then compute): the effects of a shadow
+    step that wrote through shadow-aware resources, promoted into live storage, or (with `values`)
+    an Output carrying the shadow value."""
     prov = compute_step_provenance(step_context, asset_key, live_inputs_only=True)
     if prov.key is None:
         step_context.log.info(f"shadow reuse refused for {prov.asset_key}: {prov.reason}")
         return None
-    # ShadowIOManager promotes the stored file; any other IO manager gets the value and writes it
-    # where it always does
-    store = io.store if isinstance(io, ShadowLiveIOManager) else default_store(step_context.instance)
+    store = default_store(step_context.instance)
+    if values:   # ShadowIOManager keeps values in its own store (it promotes the stored file)
+        io = _io_manager(step_context, asset_key)
+        if isinstance(io, ShadowLiveIOManager):
+            store = io.store
     out = store.get_reusable(prov.key)
+    if out is None and store is not default_store(step_context.instance):
+        store = default_store(step_context.instance)
+        out = store.get_reusable(prov.key)
     if out is None or out.asset_key != prov.asset_key or out.partition_key != prov.partition_key:
         return None
     try:
-        value = deserialize(store.read(out))
+        payload = store.read(out)
     except (ContentMismatch, FileNotFoundError) as exc:
         step_context.log.warning(f"shadow output {prov.key} failed verification ({exc}); recomputing")
+        return None
+    record = effects_in(payload)
+    if record is not None:
+        return promote_effects(step_context, prov.key, out, record)
+    if not values:
         return None
     step_context.log.info(f"reusing shadow output of run {out.run_id} for {prov.asset_key}")
     # the provenance key in the metadata also lets steps downstream key as they did in the shadow run
@@ -72,11 +84,38 @@ def try_reuse(step_context, asset_key) -> Output | None:
                 SECONDS_SAVED: float(out.compute_seconds or 0.0),
                 PROVENANCE_KEY_META: prov.key, CONTENT_HASH: out.content_hash}
     return Output(
-        value,
+        deserialize(payload),
         output_name=step_context.job_def.asset_layer.get_op_output_name(asset_key),
         metadata=metadata,
         data_version=DataVersion(out.data_version) if out.data_version else None,
     )
+
+
+def call_step_body(step, fn: Callable[..., Any], args, kwargs, asset_key, *, as_output: bool) -> Any:
+    """Run a guarded step body the shadow-aware way. Live: reuse a verified shadow result when the
+    step is non-critical (values only when `as_output`, i.e. the body may return an Output).
+    Shadow: run the body in a step workspace, so shadow-aware resources write shadow storage, and
+    keep what it wrote (`step_effects.record_effects`)."""
+    output_name = step.job_def.asset_layer.get_op_output_name(asset_key) if asset_key is not None else None
+    if not is_shadow_run(step.run_tags):
+        if asset_key is not None and not step_is_critical(step):
+            reused = try_reuse(step, asset_key, values=as_output)
+            if reused is not None:
+                return reused
+        result = fn(*args, **kwargs)
+        return _as_output(result, {}, output_name) if as_output else result
+    with step_workspace(step) as workspace:
+        started = time.perf_counter()
+        result = fn(*args, **kwargs)
+        seconds = time.perf_counter() - started
+    result = record_effects(step, asset_key, workspace, result, seconds)
+    return _as_output(result, {COMPUTE_SECONDS_META: seconds}, output_name) if as_output else result
+
+
+def single_asset_key(step_context):
+    """The asset the step produces when it produces exactly one, else None."""
+    keys = list(step_context.get_output_asset_keys())
+    return keys[0] if len(keys) == 1 else None
 
 
 def _as_output(result: Any, extra: dict, output_name: str) -> Any:
@@ -102,6 +141,8 @@ def _output_annotation(fn: Callable[..., Any]) -> Any:
     ret = hints.get("return", inspect.Parameter.empty)
     if ret is inspect.Parameter.empty or ret is Any:
         return Output
+    if ret is MaterializeResult or ret is None or ret is type(None):
+        return ret
     if ret is Output or typing.get_origin(ret) is Output:
         return ret
     return Output[ret]
@@ -117,16 +158,7 @@ def shadow_reusable(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args, **kwargs):
         step = current_step_context()
         guard_step(step)
-        asset_key = _single_asset_key(step)
-        if not is_shadow_run(step.run_tags):
-            reused = try_reuse(step, asset_key)
-            if reused is not None:
-                return reused
-        output_name = step.job_def.asset_layer.get_op_output_name(asset_key)
-        started = time.perf_counter()
-        result = fn(*args, **kwargs)
-        extra = {COMPUTE_SECONDS_META: time.perf_counter() - started} if is_shadow_run(step.run_tags) else {}
-        return _as_output(result, extra, output_name)
+        return call_step_body(step, fn, args, kwargs, _single_asset_key(step), as_output=True)
 
     wrapper.__annotations__ = {**getattr(fn, "__annotations__", {}), "return": _output_annotation(fn)}
     wrapper.__shadow_guarded__ = True

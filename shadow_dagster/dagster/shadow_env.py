@@ -95,7 +95,10 @@ def input_io_keys(job_def, node_handle, asset_keys) -> set[str]:
             if parent in own:
                 continue
             input_name = layer.get_node_input_name(node_handle, parent)
-            manager = next((d.input_manager_key for d in op_def.input_defs if d.name == input_name), None)
+            input_def = next((d for d in op_def.input_defs if d.name == input_name), None)
+            if input_def is not None and input_def.dagster_type.is_nothing:   # `deps=`: nothing is loaded
+                continue
+            manager = input_def.input_manager_key if input_def is not None else None
             if input_name and not manager and layer.has(parent):
                 keys.add(layer.get(parent).io_manager_key)
     return keys

@@ -24,6 +24,7 @@ from dagster import (
     DagsterInstance,
     Failure,
     OpExecutionContext,
+    RunRequest,
     in_process_executor,
     job,
     op,
@@ -32,11 +33,12 @@ from dagster import (
 from shadow_dagster.dagster.step_provenance import LiveSide, latest_event, live_side
 from shadow_dagster.tags import (
     CRITICAL_TAG,
+    PREDICTION_TAG,
     PROVENANCE_KEY,
     SELECTION_TAG,
     SHADOW_PARTITION_TAG,
+    SHADOW_TAG,
     is_shadow_run,
-    shadow_partition,
 )
 
 SHADOW_JOB_NAME = "__shadow_dagster_shadow_job"   # the asset job that holds every pre-executable asset
@@ -70,6 +72,16 @@ def runner_tags(assets, partition_key: str | None) -> dict[str, str]:
     if partition_key is not None:
         tags[SHADOW_PARTITION_TAG] = partition_key
     return tags
+
+
+def shadow_request(assets, partition_key: str | None = None, *, prediction_id: str, tags: dict | None = None,
+                   run_key: str | None = None, asset_job: str = SHADOW_JOB_NAME) -> RunRequest:
+    """The RunRequest of one shadow run of the runner: it executes `assets` (user strings) of
+    `asset_job` for one partition, tagged as shadow work of prediction `prediction_id`."""
+    all_tags = {**(tags or {}), SHADOW_TAG: "true", PREDICTION_TAG: prediction_id,
+                **runner_tags(assets, partition_key)}
+    return RunRequest(run_key=run_key, job_name=RUNNER_JOB_NAME, tags=all_tags,
+                      run_config=runner_run_config(list(assets), partition_key, asset_job))
 
 
 def selection_of(run) -> list[str]:
@@ -118,12 +130,18 @@ def execute_predicted(asset_job, live: DagsterInstance, run_id: str, tags: dict,
     for parent in parents:
         latest = latest_event(live, parent)
         as_of[parent] = latest.storage_id if latest is not None else None
-    with DagsterInstance.ephemeral(tempdir=live.root_directory) as inner, \
-            live_side(run_id, LiveSide(live, as_of)):
-        _copy_dynamic_partitions(asset_job, keys | parents, live, inner)
-        result = _inner_job(asset_job, keys).execute_in_process(
-            instance=inner, asset_selection=sorted(keys, key=str), partition_key=partition_key, run_id=run_id,
-            tags=_inner_tags(tags), raise_on_error=False)
+    from shadow_dagster.dagster.step_effects import run_root
+    from shadow_dagster.envs.workspace import close_run
+
+    try:
+        with DagsterInstance.ephemeral(tempdir=live.root_directory) as inner, \
+                live_side(run_id, LiveSide(live, as_of)):
+            _copy_dynamic_partitions(asset_job, keys | parents, live, inner)
+            result = _inner_job(asset_job, keys).execute_in_process(
+                instance=inner, asset_selection=sorted(keys, key=str), partition_key=partition_key, run_id=run_id,
+                tags=_inner_tags(tags), raise_on_error=False)
+    finally:   # the run's copies of live stores go; its steps' outboxes stay for promotion
+        close_run(run_root(live, run_id))
     if log is not None:
         _report(result, log)
     return result
@@ -246,4 +264,4 @@ def execute_shadow_request(defs, request, instance: DagsterInstance, **kwargs):
 
 
 __all__ = ["RUNNER_JOB_NAME", "SHADOW_JOB_NAME", "ShadowRunConfig", "execute_predicted", "execute_shadow_request",
-           "request_assets", "runner_run_config", "runner_tags", "selection_of", "shadow_runner_job"]
+           "request_assets", "runner_run_config", "runner_tags", "selection_of", "shadow_request", "shadow_runner_job"]

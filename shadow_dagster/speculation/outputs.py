@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,7 +224,7 @@ class ShadowOutputStore:
         cond = (shadow_outputs.c.prediction_id == prediction_id) if prediction_id is not None \
             else (shadow_outputs.c.run_id == run_id)
         with self.engine.begin() as conn:
-            rows = conn.execute(sa.select(shadow_outputs.c.id, shadow_outputs.c.relpath).where(
+            rows = conn.execute(sa.select(shadow_outputs.c.id, shadow_outputs.c.relpath, shadow_outputs.c.run_id).where(
                 cond, shadow_outputs.c.status != DELETED)).all()
             if rows:
                 conn.execute(shadow_outputs.update().where(
@@ -231,7 +232,15 @@ class ShadowOutputStore:
         for r in rows:
             if r.relpath:
                 (self.root / r.relpath).unlink(missing_ok=True)
+        for run in sorted({r.run_id for r in rows} | ({run_id} if run_id else set())):
+            shutil.rmtree(self.effects_dir(run), ignore_errors=True)   # what its steps wrote through resources
         return len(rows)
+
+    def effects_dir(self, run_id: str) -> Path:
+        """Where shadow run `run_id` keeps what its steps wrote through shadow-aware resources."""
+        if not run_id or "/" in run_id or run_id.startswith("."):
+            raise ValueError(f"not a run id: {run_id!r}")
+        return self.root / "effects" / run_id
 
     def gc(self, older_than_s: float = 3600.0) -> int:
         """Remove temp files and files no reusable row points to, once older than `older_than_s`
@@ -240,13 +249,19 @@ class ShadowOutputStore:
 
         cutoff = time.time() - older_than_s
         objects = self.root / "objects"
-        if not objects.exists():
-            return 0
         with self.engine.connect() as conn:
             live = {r.relpath for r in conn.execute(sa.select(shadow_outputs.c.relpath).where(
                 shadow_outputs.c.status.in_(REUSABLE)))}
         removed = 0
-        for path in objects.rglob("*"):
+        effects = self.root / "effects"
+        with self.engine.connect() as conn:
+            kept = {r.run_id for r in conn.execute(sa.select(shadow_outputs.c.run_id).where(
+                shadow_outputs.c.status.in_(REUSABLE + (WRITTEN,))).distinct())}
+        for run_dir in (effects.iterdir() if effects.exists() else ()):
+            if run_dir.name not in kept and run_dir.stat().st_mtime <= cutoff:
+                shutil.rmtree(run_dir, ignore_errors=True)
+                removed += 1
+        for path in (objects.rglob("*") if objects.exists() else ()):
             if path.is_file() and path.stat().st_mtime <= cutoff and (
                     path.name.startswith(TEMP_PREFIX) or str(path.relative_to(self.root)) not in live):
                 path.unlink(missing_ok=True)

@@ -1,0 +1,194 @@
+"""Assets that write through resources (DuckDB tables, files; `deps=`, `MaterializeResult`) are
+pre-executed in shadow storage and promoted on reuse, without `@shadow_reusable`: nothing live is
+written while the shadow run runs, and the live outputs equal those of a run without speculation."""
+
+
+import hashlib
+import threading
+
+import duckdb
+import pytest
+from dagster import AssetKey, DagsterInstance, Definitions, MaterializeResult, asset, define_asset_job
+from dagster_duckdb import DuckDBResource
+
+from shadow_dagster.dagster.critical import guard_assets
+from shadow_dagster.dagster.shadow_duckdb import ShadowDuckDBResource
+from shadow_dagster.dagster.shadow_files import ShadowFiles
+from shadow_dagster.dagster.shadow_runner import execute_shadow_request, shadow_request
+from shadow_dagster.dagster.speculative_sensor import build_catalog, shadow_job
+from shadow_dagster.dagster.step_effects import EFFECTS_META
+from shadow_dagster.tags import CRITICAL_TAG, REUSED_FROM, is_shadow_run
+
+NONCRIT = {CRITICAL_TAG: "false"}
+
+
+def project(root, duck_cls=ShadowDuckDBResource):
+    """raw (critical) loads trips; trip_stats (non-critical) rebuilds a table, deletes and inserts
+    a day's rows of a shared table; report (non-critical) writes a CSV and appends to a live log."""
+    gate = {"entered": threading.Event(), "release": threading.Event(), "calls": []}
+    gate["release"].set()
+
+    @asset(code_version="1")
+    def raw(duckdb: duck_cls) -> MaterializeResult:
+        with duckdb.get_connection() as conn:
+            conn.execute("CREATE OR REPLACE TABLE trips AS SELECT range AS id, range % 7 AS day, range * 1.5 AS fare "
+                         "FROM range(1000)")
+            conn.execute("CREATE TABLE IF NOT EXISTS daily (day BIGINT, n BIGINT, fare DOUBLE)")
+            conn.execute("INSERT INTO daily VALUES (99, 1, 1.0)")   # a row of another day: must survive
+        return MaterializeResult(metadata={"rows": 1000})
+
+    @asset(code_version="1", deps=[raw], op_tags=NONCRIT)
+    def trip_stats(context, duckdb: duck_cls) -> MaterializeResult:
+        shadow = is_shadow_run(context.run.tags)
+        gate["calls"].append("shadow" if shadow else "live")
+        with duckdb.get_connection() as conn:
+            conn.execute("CREATE OR REPLACE TABLE stats AS SELECT day, count(*) AS n, sum(fare) AS fare "
+                         "FROM trips GROUP BY day ORDER BY day")
+            conn.execute("DELETE FROM daily WHERE day < 7")
+            conn.execute("INSERT INTO daily SELECT day, count(*), sum(fare) FROM trips GROUP BY day")
+            n = conn.execute("SELECT count(*) FROM stats").fetchone()[0]
+        if shadow:
+            gate["entered"].set()
+            assert gate["release"].wait(60)
+        return MaterializeResult(metadata={"days": n})
+
+    @asset(code_version="1", deps=[trip_stats], op_tags=NONCRIT)
+    def report(context, duckdb: duck_cls, files: ShadowFiles):
+        gate["calls"].append("shadow-report" if is_shadow_run(context.run.tags) else "live-report")
+        with duckdb.get_connection() as conn:
+            rows = conn.execute("SELECT day, n, fare FROM stats ORDER BY day").fetchall()
+        out = files.path("reports", "stats.csv")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("day,n,fare\n" + "".join(f"{d},{n},{f}\n" for d, n, f in rows))
+        with open(files.path("log.txt"), "a") as log:
+            log.write(f"report {len(rows)}\n")
+
+    assets = guard_assets([raw, trip_stats, report])
+    resources = {"duckdb": duck_cls(database=str(root / "live" / "warehouse.duckdb")),
+                 "files": ShadowFiles(base_dir=str(root / "live" / "files"))}
+    (root / "live" / "files").mkdir(parents=True, exist_ok=True)
+    (root / "live" / "files" / "log.txt").write_text("started\n")
+    jobs = [define_asset_job("daily_job", selection=["raw", "trip_stats", "report"]), shadow_job(assets)]
+    return Definitions(assets=assets, jobs=jobs, resources=resources), gate
+
+
+def live_bytes(root) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((root / "live").rglob("*")) if p.is_file()}
+
+
+def tables(database) -> dict:
+    conn = duckdb.connect(str(database), read_only=True)
+    try:
+        names = [r[0] for r in conn.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
+        return {n: conn.execute(f"SELECT * FROM {n} ORDER BY ALL").fetchall() for n in names}
+    finally:
+        conn.close()
+
+
+def materialize(defs, instance, keys):
+    return defs.resolve_job_def("daily_job").execute_in_process(
+        instance=instance, asset_selection=[AssetKey(k) for k in keys])
+
+
+def test_duckdb_and_file_writes_are_pre_executed_in_shadow_storage_and_promoted(instance, tmp_path):
+    defs, gate = project(tmp_path)
+    catalog = build_catalog(defs.get_repository_def())
+    for name in ("trip_stats", "report"):
+        (info,) = [i for a, i in catalog.items() if a.endswith("/" + name)]
+        assert not info.critical and info.refusal is None          # shadow-aware resources: eligible
+    materialize(defs, instance, ["raw"])
+    before, before_tables = live_bytes(tmp_path), tables(tmp_path / "live" / "warehouse.duckdb")
+    gate["release"].clear()
+    out = {}
+    thread = threading.Thread(target=lambda: out.update(r=execute_shadow_request(
+        defs, shadow_request(["trip_stats", "report"], prediction_id="p-res"), instance)))
+    thread.start()
+    try:
+        assert gate["entered"].wait(60)
+        # while the shadow run runs: the live database file and every live file are untouched
+        assert live_bytes(tmp_path) == before
+        assert tables(tmp_path / "live" / "warehouse.duckdb") == before_tables
+    finally:
+        gate["release"].set()
+        thread.join()
+    shadow = out["r"]
+    assert shadow.success and live_bytes(tmp_path) == before
+    assert gate["calls"] == ["shadow", "shadow-report"]
+    live = materialize(defs, instance, ["trip_stats", "report"])
+    assert gate["calls"] == ["shadow", "shadow-report"]              # both promoted, neither recomputed
+    for node in ("trip_stats", "report"):
+        meta = live.asset_materializations_for_node(node)[0].metadata
+        assert meta[REUSED_FROM].value == shadow.run_id and EFFECTS_META in meta
+    assert live.asset_materializations_for_node("trip_stats")[0].metadata["days"].value == 7
+
+    # the same workflow without speculation gives byte-equal files and equal tables
+    off_defs, off_gate = project(tmp_path / "off")
+    with DagsterInstance.ephemeral() as off:
+        materialize(off_defs, off, ["raw", "trip_stats", "report"])
+    assert off_gate["calls"] == ["live", "live-report"]
+    assert tables(tmp_path / "live" / "warehouse.duckdb") == tables(tmp_path / "off" / "live" / "warehouse.duckdb")
+    for rel in ("reports/stats.csv", "log.txt"):
+        assert (tmp_path / "live" / "files" / rel).read_bytes() == (tmp_path / "off" / "live" / "files" / rel).read_bytes()
+    assert (tmp_path / "live" / "files" / "log.txt").read_text() == "started\nreport 7\n"
+
+
+def test_a_live_table_changed_after_the_shadow_copy_refuses_promotion(instance, tmp_path):
+    defs, gate = project(tmp_path)
+    materialize(defs, instance, ["raw"])
+    assert execute_shadow_request(defs, shadow_request(["trip_stats"], prediction_id="p-stale"), instance).success
+    conn = duckdb.connect(str(tmp_path / "live" / "warehouse.duckdb"))
+    conn.execute("INSERT INTO daily VALUES (98, 2, 2.0)")       # a live write the shadow copy never saw
+    conn.close()
+    live = materialize(defs, instance, ["trip_stats"])
+    assert gate["calls"] == ["shadow", "live"]                     # refused: the live step computed
+    assert REUSED_FROM not in live.asset_materializations_for_node("trip_stats")[0].metadata
+    assert (98, 2, 2.0) in tables(tmp_path / "live" / "warehouse.duckdb")["daily"]   # the live write survived
+
+
+def test_a_live_file_changed_after_the_shadow_copy_refuses_promotion(instance, tmp_path):
+    defs, gate = project(tmp_path)
+    materialize(defs, instance, ["raw", "trip_stats"])
+    assert execute_shadow_request(defs, shadow_request(["report"], prediction_id="p-file"), instance).success
+    (tmp_path / "live" / "files" / "log.txt").write_text("started\nrotated\n")
+    materialize(defs, instance, ["report"])
+    assert gate["calls"][-2:] == ["shadow-report", "live-report"]
+    assert (tmp_path / "live" / "files" / "log.txt").read_text() == "started\nrotated\nreport 7\n"
+
+
+def test_a_plain_duckdb_resource_is_refused_before_the_body(instance, tmp_path):
+    defs, gate = project(tmp_path, duck_cls=DuckDBResource)
+    (info,) = [i for a, i in build_catalog(defs.get_repository_def()).items() if a.endswith("/trip_stats")]
+    assert info.refusal and "'duckdb'" in info.refusal
+    materialize(defs, instance, ["raw"])
+    before = live_bytes(tmp_path)
+    refused = execute_shadow_request(defs, shadow_request(["trip_stats"], prediction_id="p-plain"), instance,
+                                     raise_on_error=False)
+    assert not refused.success and gate["calls"] == [] and live_bytes(tmp_path) == before
+
+
+def test_shadow_files_refuse_paths_outside_base_dir(tmp_path):
+    files = ShadowFiles(base_dir=str(tmp_path / "live"))
+    assert files.path("a", "b.csv") == tmp_path / "live" / "a" / "b.csv"
+    with pytest.raises(ValueError, match="outside base_dir"):
+        files.path("..", "escape.csv")
+
+
+def test_a_shadow_aware_resource_outside_a_guarded_body_refuses_to_open_live_storage(instance, tmp_path):
+    """Definitions not wrapped by with_shadow / guard_assets: in a shadow run the resource has no
+    step workspace and opens nothing, live or shadow."""
+    from dagster import materialize
+
+    from shadow_dagster.tags import SHADOW_TAG
+
+    @asset(op_tags=NONCRIT)
+    def unguarded(files: ShadowFiles):
+        files.path("out.txt").write_text("shadow")
+
+    live = tmp_path / "live"
+    live.mkdir()
+    result = materialize([unguarded], instance=instance, tags={SHADOW_TAG: "true"}, raise_on_error=False,
+                         resources={"files": ShadowFiles(base_dir=str(live))})
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert "outside a guarded step body" in failure.step_failure_data.error.cause.message
+    assert list(live.iterdir()) == []
