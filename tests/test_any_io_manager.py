@@ -13,21 +13,15 @@ from dagster import (
     ConfigurableIOManager,
     Definitions,
     FilesystemIOManager,
-    RunRequest,
     asset,
     define_asset_job,
 )
 
 from shadow_dagster.dagster.critical import guard_assets
 from shadow_dagster.dagster.reuse import shadow_reusable
-from shadow_dagster.dagster.shadow_runner import (
-    RUNNER_JOB_NAME,
-    execute_shadow_request,
-    runner_run_config,
-    runner_tags,
-)
+from shadow_dagster.dagster.shadow_runner import execute_shadow_request, shadow_request
 from shadow_dagster.dagster.speculative_sensor import build_catalog, shadow_job
-from shadow_dagster.tags import CRITICAL_TAG, PREDICTION_TAG, REUSED_FROM, SHADOW_TAG, is_shadow_run
+from shadow_dagster.tags import CRITICAL_TAG, REUSED_FROM, is_shadow_run
 
 NONCRIT = {CRITICAL_TAG: "false"}
 
@@ -81,8 +75,7 @@ def project(tmp_path, summary_io: str, raw_io: str = "io_manager", read_only=())
 
 
 def request(assets=("summary",)):
-    tags = {SHADOW_TAG: "true", PREDICTION_TAG: "p-any", **runner_tags(assets, None)}
-    return RunRequest(job_name=RUNNER_JOB_NAME, tags=tags, run_config=runner_run_config(list(assets), None))
+    return shadow_request(assets, prediction_id="p-any")
 
 
 def live_files(tmp_path) -> dict:

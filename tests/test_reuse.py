@@ -7,7 +7,7 @@ import sys
 import textwrap
 
 import pytest
-from dagster import AssetKey, Config, StaticPartitionsDefinition, asset, materialize
+from dagster import Config, StaticPartitionsDefinition, asset, materialize
 
 from shadow_dagster.dagster.io_manager import ShadowIOManager
 from shadow_dagster.dagster.reuse import shadow_reusable

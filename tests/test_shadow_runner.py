@@ -26,8 +26,7 @@ from shadow_dagster.dagster.reuse import shadow_reusable
 from shadow_dagster.dagster.shadow_runner import (
     RUNNER_JOB_NAME,
     execute_shadow_request,
-    runner_run_config,
-    runner_tags,
+    shadow_request,
 )
 from shadow_dagster.dagster.speculative_sensor import shadow_job
 from shadow_dagster.speculation.outputs import ShadowOutputStore
@@ -84,8 +83,7 @@ class Project:
                                       partition_key=partition_key)
 
     def request(self, assets, partition_key=None, prediction="p1"):
-        tags = {SHADOW_TAG: "true", PREDICTION_TAG: prediction, **runner_tags(assets, partition_key)}
-        return RunRequest(job_name=RUNNER_JOB_NAME, run_config=runner_run_config(assets, partition_key), tags=tags)
+        return shadow_request(assets, partition_key, prediction_id=prediction)
 
     def shadow_in_thread(self, instance, request):
         self.release.clear()
@@ -191,10 +189,7 @@ def test_a_chain_in_one_shadow_run_is_reused_step_by_step(instance, tmp_path):
         base_dir=str(tmp_path / "live"), shadow_dir=str(tmp_path / "shadow"), store_url=f"sqlite:///{tmp_path}/o.db")})
     job = defs.resolve_implicit_global_asset_job_def()
     job.execute_in_process(instance=instance, asset_selection=[AssetKey("raw")])
-    tags = {SHADOW_TAG: "true", PREDICTION_TAG: "chain", **runner_tags(["summary", "doubled"], None)}
-    shadow = execute_shadow_request(defs, RunRequest(job_name=RUNNER_JOB_NAME, tags=tags,
-                                                     run_config=runner_run_config(["summary", "doubled"], None)),
-                                    instance)
+    shadow = execute_shadow_request(defs, shadow_request(["summary", "doubled"], prediction_id="chain"), instance)
     assert shadow.success and calls == ["summary", "doubled"]
     live = job.execute_in_process(instance=instance, asset_selection=[AssetKey("summary"), AssetKey("doubled")])
     assert calls == ["summary", "doubled"]                  # both reused, neither recomputed
@@ -312,9 +307,7 @@ def test_two_shadow_runs_with_different_bytes_under_one_key_never_mix(instance, 
     job.execute_in_process(instance=instance, asset_selection=[AssetKey("seed")])
 
     def shadow(keys, pid):
-        tags = {SHADOW_TAG: "true", PREDICTION_TAG: pid, **runner_tags(keys, None)}
-        req = RunRequest(job_name=RUNNER_JOB_NAME, tags=tags, run_config=runner_run_config(keys, None))
-        assert execute_shadow_request(defs, req, instance).success
+        assert execute_shadow_request(defs, shadow_request(keys, prediction_id=pid), instance).success
 
     shadow(["sample", "derived"], "first")     # sample = 1, derived = 10
     shadow(["sample"], "second")               # sample = 2 under the same key: the stored output now
@@ -344,9 +337,7 @@ def test_a_self_dependent_asset_is_reused(instance, tmp_path):
         base_dir=str(tmp_path / "live"), shadow_dir=str(tmp_path / "shadow"), store_url=f"sqlite:///{tmp_path}/o.db")})
     job = defs.resolve_implicit_global_asset_job_def()
     job.execute_in_process(instance=instance, asset_selection=[AssetKey("cum")], partition_key="2026-01-01")
-    tags = {SHADOW_TAG: "true", PREDICTION_TAG: "self", **runner_tags(["cum"], "2026-01-02")}
-    shadow = execute_shadow_request(defs, RunRequest(job_name=RUNNER_JOB_NAME, tags=tags,
-                                                     run_config=runner_run_config(["cum"], "2026-01-02")), instance)
+    shadow = execute_shadow_request(defs, shadow_request(["cum"], "2026-01-02", prediction_id="self"), instance)
     assert shadow.success
     live = job.execute_in_process(instance=instance, asset_selection=[AssetKey("cum")], partition_key="2026-01-02")
     assert live.asset_materializations_for_node("cum")[0].metadata[REUSED_FROM].value == shadow.run_id

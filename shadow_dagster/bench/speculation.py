@@ -443,7 +443,7 @@ def _mode_outcomes(instance, url: str, prefix: str) -> dict:
 
 
 def _oracle_before(instance, launcher, key: str, branch: str):
-    from shadow_dagster.tags import PARENT_TAG, PREDICTION_TAG, PROBABILITY_TAG, SHADOW_TAG, WORKFLOW_TAG
+    from shadow_dagster.tags import PARENT_TAG, PROBABILITY_TAG, WORKFLOW_TAG
 
     assets = ("features_a" if branch == "left" else "features_b", "quality")
 
@@ -451,9 +451,7 @@ def _oracle_before(instance, launcher, key: str, branch: str):
         # the oracle knows the path, but a shadow run still needs `raw`: launch once it exists, one
         # shadow run per step of the path, as the sensor does
         def wait_then_launch():
-            from dagster import RunRequest
-
-            from shadow_dagster.dagster.shadow_runner import RUNNER_JOB_NAME, runner_run_config, runner_tags
+            from shadow_dagster.dagster.shadow_runner import shadow_request
 
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
@@ -461,11 +459,8 @@ def _oracle_before(instance, launcher, key: str, branch: str):
                 if runs and any(s.step_key == "raw" and s.status and s.status.value == "SUCCESS"
                                 for s in instance.get_run_step_stats(runs[0].run_id)):
                     for asset in assets:
-                        tags = {SHADOW_TAG: "true", PARENT_TAG: key, PROBABILITY_TAG: "1.0",
-                                PREDICTION_TAG: f"oracle-{key}-{asset}", WORKFLOW_TAG: f"shadow:oracle-{key}",
-                                **runner_tags([asset], None)}
-                        launcher.launch(RunRequest(job_name=RUNNER_JOB_NAME, tags=tags,
-                                                   run_config=runner_run_config([asset], None)))
+                        tags = {PARENT_TAG: key, PROBABILITY_TAG: "1.0", WORKFLOW_TAG: f"shadow:oracle-{key}"}
+                        launcher.launch(shadow_request([asset], prediction_id=f"oracle-{key}-{asset}", tags=tags))
                     return
                 time.sleep(0.05)
 

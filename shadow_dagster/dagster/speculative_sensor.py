@@ -31,7 +31,6 @@ from dagster import (
     AssetSelection,
     DagsterRunStatus,
     DefaultSensorStatus,
-    RunRequest,
     RunsFilter,
     SensorEvaluationContext,
     SensorResult,
@@ -46,8 +45,7 @@ from shadow_dagster.dagster.prepare import Budget, PrepareConfig, Preparer
 from shadow_dagster.dagster.shadow_runner import (
     RUNNER_JOB_NAME,
     SHADOW_JOB_NAME,
-    runner_run_config,
-    runner_tags,
+    shadow_request,
     shadow_runner_job,
 )
 from shadow_dagster.dagster.rollback import (
@@ -536,17 +534,15 @@ def build_speculative_sensor(
             for work in result.work:
                 own = catalog[work.activity].assets
                 tags = {
-                    SHADOW_TAG: "true", PARENT_TAG: key, PREDICTION_TAG: work.prediction_id,
-                    PROBABILITY_TAG: f"{work.probability:.6f}", ACTIVITY_TAG: work.activity,
+                    PARENT_TAG: key, PROBABILITY_TAG: f"{work.probability:.6f}", ACTIVITY_TAG: work.activity,
                     TARGETS_TAG: json.dumps(list(own)), POSITION_TAG: str(work.position),
                     PREFIX_LEN_TAG: str(len(view.prefix)), PREDICTED_AT_TAG: f"{now:.3f}",
                     SHADOW_WORKFLOW_TAG: view.workflow,
                     # its own workflow key: a shadow run never joins the live instance's case
                     WORKFLOW_TAG: "shadow:" + work.prediction_id,
                 }
-                tags.update(runner_tags(work.assets, work.partition_key))
-                requests.append(RunRequest(run_key=work.run_key, job_name=RUNNER_JOB_NAME, tags=tags,
-                                           run_config=runner_run_config(work.assets, work.partition_key, job_name)))
+                requests.append(shadow_request(work.assets, work.partition_key, prediction_id=work.prediction_id,
+                                               tags=tags, run_key=work.run_key, asset_job=job_name))
                 cursor["launched"][work.prediction_id] = now
                 cursor["predicted"][work.prediction_id] = now
                 total += 1

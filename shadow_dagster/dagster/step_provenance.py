@@ -108,7 +108,7 @@ def step_partition_key(step_context, asset_key: AssetKey) -> str | None:
 
 def _partition_ids(step_context, instance, parent: AssetKey, as_of: int | None) -> dict[str, int] | None:
     """For an input read by partition: the storage id of the latest materialization of each partition
-    the step reads; None for an unpartitioned input.
+    the step reads (None for one not materialised yet); None for an unpartitioned input.
 
     `as_of` is the asset's latest storage id before the step loaded its inputs (Dagster reads it
     when the step starts); a partition re-materialised since may not be what the step read, so the
@@ -125,13 +125,13 @@ def _partition_ids(step_context, instance, parent: AssetKey, as_of: int | None) 
                                 f"{MAX_PINNED_PARTITIONS} are keyed")
     latest = instance.event_log_storage.get_latest_storage_id_by_partition(
         parent, DagsterEventType.ASSET_MATERIALIZATION, partitions=set(keys))
-    missing = [k for k in keys if k not in latest]
-    if missing:
-        raise ProvenanceUnknown(f"input {pname} partition {missing[0]!r} has never been materialised")
-    moved = [k for k in keys if as_of is None or latest[k] > as_of]
+    if not latest:
+        raise ProvenanceUnknown(f"input {pname}: none of the {len(keys)} partitions read has been materialised")
+    moved = [k for k in keys if k in latest and (as_of is None or latest[k] > as_of)]
     if moved:
         raise ProvenanceUnknown(f"input {pname} partition {moved[0]!r} was re-materialised after this step started")
-    return {k: latest[k] for k in keys}
+    # a partition not materialised yet (the normal state of time partitions) is pinned as absent
+    return {k: latest.get(k) for k in keys}
 
 
 def _materializations(instance, parent: AssetKey, storage_ids: list[int]) -> dict[int, tuple[str, str]]:
@@ -218,12 +218,13 @@ def compute_step_provenance(step_context, asset_key: AssetKey, *, live_inputs_on
             if by_partition is None and (as_of is None or info.storage_id > as_of):
                 raise ProvenanceUnknown(f"input {pname} was materialised again while this step read it")
             read = by_partition if by_partition is not None else {"": info.storage_id}   # what the step read
-            ids = sorted(set(read.values()))
+            ids = sorted({i for i in read.values() if i is not None})
             written = _materializations(live, parent, ids) if materialized else {}
             gone = [i for i in ids if i not in written] if materialized else []
             if gone:   # e.g. a run deleted meanwhile: its producer cannot be checked
                 raise ProvenanceUnknown(f"input {pname} materialization {gone[0]} is no longer in the event log")
             canon = {i: written[i][1] if i in written else str(i) for i in ids}
+            canon[None] = "absent"
             if len(read) == 1:
                 pins[pname] = canon[next(iter(read.values()))]
             else:

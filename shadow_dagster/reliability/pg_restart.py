@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 from sqlalchemy.engine import make_url
 

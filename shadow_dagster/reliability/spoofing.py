@@ -13,7 +13,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import sqlalchemy as sa
 from dagster import Config, MetadataValue, Output, asset, materialize
 
 from shadow_dagster.dagster.io_manager import PROVENANCE_KEY_META, ShadowIOManager
