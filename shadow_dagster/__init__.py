@@ -14,6 +14,7 @@ _LAZY = {
     "ShadowIOManager": "shadow_dagster.dagster.io_manager",
     "ShadowDuckDBResource": "shadow_dagster.dagster.shadow_duckdb",
     "ShadowFiles": "shadow_dagster.dagster.shadow_files",
+    "ShadowPostgresResource": "shadow_dagster.dagster.shadow_postgres",
     "report_intensity": "shadow_dagster.dagster.intensity",
     "SignalStoreResource": "shadow_dagster.dagster.resources",
 }

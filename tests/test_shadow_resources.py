@@ -192,3 +192,37 @@ def test_a_shadow_aware_resource_outside_a_guarded_body_refuses_to_open_live_sto
     (failure,) = [e for e in result.all_events if e.is_step_failure]
     assert "outside a guarded step body" in failure.step_failure_data.error.cause.message
     assert list(live.iterdir()) == []
+
+
+def test_a_value_asset_is_reused_without_shadow_reusable(instance, tmp_path):
+    """with_shadow's guard alone makes plain bodies reusable, annotated or not."""
+    from dagster import FilesystemIOManager
+
+    calls = []
+
+    @asset(code_version="1")
+    def orders() -> list:
+        return [1, 2, 3]
+
+    @asset(code_version="1", op_tags=NONCRIT)
+    def features(context, orders: list) -> dict:
+        calls.append("shadow" if is_shadow_run(context.run.tags) else "live")
+        return {"total": sum(orders)}
+
+    @asset(code_version="1", op_tags=NONCRIT)
+    def untyped(context, orders):
+        calls.append("shadow-untyped" if is_shadow_run(context.run.tags) else "live-untyped")
+        return len(orders)
+
+    assets = guard_assets([orders, features, untyped])
+    defs = Definitions(assets=assets, jobs=[shadow_job(assets)],
+                       resources={"io_manager": FilesystemIOManager(base_dir=str(tmp_path / "live"))})
+    job = defs.resolve_implicit_global_asset_job_def()
+    job.execute_in_process(instance=instance, asset_selection=[AssetKey("orders")])
+    shadow = execute_shadow_request(defs, shadow_request(["features", "untyped"], prediction_id="p-val"), instance)
+    assert shadow.success and calls == ["shadow", "shadow-untyped"]
+    live = job.execute_in_process(instance=instance, asset_selection=[AssetKey("features"), AssetKey("untyped")])
+    assert calls == ["shadow", "shadow-untyped"]
+    for node in ("features", "untyped"):
+        assert live.asset_materializations_for_node(node)[0].metadata[REUSED_FROM].value == shadow.run_id
+    assert live.output_for_node("features") == {"total": 6} and live.output_for_node("untyped") == 3

@@ -40,7 +40,7 @@ def promote(record: EffectsRecord) -> None:
     """Apply every effect in live storage; raises PromotionRefused (nothing applied for the kind that
     refused) when a live object changed since the shadow step read it."""
     kinds = {e.kind for e in record.effects}
-    unknown = kinds - {duckdb_env.KIND, files_env.KIND}
+    unknown = kinds - {duckdb_env.KIND, files_env.KIND, "postgres_table"}
     if unknown:
         raise PromotionRefused(f"no promoter for effects of kind {', '.join(sorted(unknown))}")
     files = [e for e in record.effects if e.kind == files_env.KIND]
@@ -48,6 +48,11 @@ def promote(record: EffectsRecord) -> None:
     tables = [e for e in record.effects if e.kind == duckdb_env.KIND]
     if tables:
         duckdb_env.promote(tables)
+    pg_tables = [e for e in record.effects if e.kind == "postgres_table"]
+    if pg_tables:
+        from shadow_dagster.envs import postgres_env
+
+        postgres_env.promote(pg_tables)
     if files:
         files_env.promote(files)
 

@@ -29,8 +29,19 @@ class Effect:
 
     def describe(self) -> str:
         what = ".".join(str(self.target[k]) for k in ("schema", "table") if k in self.target) or self.target.get("path", "")
-        where = self.target.get("database") or self.target.get("url") or ""
+        where = self.target.get("database") or _without_password(self.target.get("url")) or ""
         return f"{self.kind} {what}" + (f" in {where}" if where and self.kind != "file" else "")
+
+
+def _without_password(url: str | None) -> str | None:
+    if not url:
+        return url
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is not printed at all
+        return "a database"
 
 
 def slug(text: str) -> str:
@@ -123,5 +134,9 @@ def open_workspace(run_root: Path, step_key: str):
 def close_run(run_root: Path) -> None:
     """The shadow run has ended: drop its environments' copies (steps' outboxes stay for reuse)."""
     with _lock:
-        _runs.pop(str(run_root), None)
+        run = _runs.pop(str(run_root), None)
+    for env in (run.environments.values() if run is not None else ()):
+        close = getattr(env, "close", None)   # copies that live outside the run's folder
+        if close is not None:
+            close()
     shutil.rmtree(Path(run_root) / "envs", ignore_errors=True)
