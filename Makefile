@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 3000
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-dagster-1.12 bench clean
 
 install: $(STAMP)
 
@@ -24,6 +24,18 @@ test: install
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial"
 	$(BIN)/python -m pytest -q -m serial
 
+# The previous Dagster minor release: the same suite (without the browser, the demo and the serial
+# PostgreSQL restart) in a venv of its own. CI runs it after `make test`.
+COMPAT := .venv-dagster-1.12
+test-dagster-1.12:
+	test -x $(COMPAT)/bin/python || $(PYTHON) -m venv $(COMPAT)
+	$(COMPAT)/bin/pip install -q --upgrade pip
+	$(COMPAT)/bin/pip install -q -e '.[dev]' 'dagster==1.12.*' 'dagster-webserver==1.12.*' \
+		'dagster-postgres==0.28.*' 'dagster-duckdb==0.28.*'
+	$(COMPAT)/bin/python -c "import dagster; assert dagster.__version__.startswith('1.12.'), dagster.__version__"
+	$(COMPAT)/bin/python -m pytest -q -n 2 --dist loadfile -m "not serial and not browser" \
+		--ignore=tests/test_example_demo.py
+
 bench: install
 	$(BIN)/shadow-dagster bench ingest
 	$(BIN)/shadow-dagster bench fingerprint
@@ -33,4 +45,4 @@ bench: install
 	$(BIN)/shadow-dagster bench reliability --trials 100
 
 clean:
-	rm -rf $(VENV) .dagster_home
+	rm -rf $(VENV) $(COMPAT) .dagster_home

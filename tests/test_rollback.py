@@ -15,6 +15,7 @@ from datetime import timezone
 import pytest
 from dagster import AssetKey, DagsterRunStatus
 
+from shadow_dagster.dagster.purge import asset_keys_of_run
 from shadow_dagster.dagster.instance_config import write_instance_yaml
 from shadow_dagster.dagster.launch import submit_asset_run
 from shadow_dagster.dagster.rollback import (ACTIVITY_TAG, OUTCOME_RUN_PREFIX, POSITION_TAG, PREDICTED_AT_TAG,
@@ -213,7 +214,7 @@ def test_rollback_cancels_a_run_from_the_real_launcher(tmp_path, launcher_instan
         # cancelled: it stays inspectable until the retention period is over, then it is deleted; it
         # never had an asset event (planned, failed or materialised) in the live instance
         _wait(lambda: instance.get_run_by_id(run.run_id).is_finished, "the cancelled run to finish")
-        assert instance.event_log_storage.get_asset_keys_for_run(run.run_id) == set()
+        assert asset_keys_of_run(instance, run.run_id) == set()
         assert instance.get_asset_records([AssetKey("slow")]) == [] or \
             instance.get_asset_records([AssetKey("slow")])[0].asset_entry.last_run_id != run.run_id
         assert instance.get_latest_materialization_event(AssetKey("slow")) is None
@@ -333,7 +334,7 @@ def test_a_shadow_run_never_shows_in_the_catalog_and_is_deleted_after_retention(
         view = _catalog_view(instance, key)
         assert view[:4] == (live.run_id,) * 4, view
         assert run.run_id not in view[4] and live.run_id in view[4]
-        assert instance.event_log_storage.get_asset_keys_for_run(run.run_id) == set()
+        assert asset_keys_of_run(instance, run.run_id) == set()
         assert instance.get_run_by_id(live.run_id).status == DagsterRunStatus.SUCCESS
         # idempotent across ticks; the outcome stays queryable and listed as purged
         assert resolve_shadow_runs(instance, signals, outputs, ttl_s=10, retention_s=0) == []

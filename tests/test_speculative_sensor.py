@@ -14,6 +14,7 @@ from dagster import AssetKey, Definitions, asset, build_sensor_context, define_a
 from shadow_dagster.dagster.critical import guard_assets
 from shadow_dagster.dagster.fingerprints import fingerprint_path
 from shadow_dagster.dagster.io_manager import ShadowIOManager
+from shadow_dagster.dagster.purge import asset_keys_of_run
 from shadow_dagster.dagster.reuse import shadow_reusable
 from shadow_dagster.dagster.rollback import read_outcomes
 from shadow_dagster.dagster.speculative_sensor import SHADOW_JOB_NAME, build_speculative_sensor, shadow_job
@@ -202,7 +203,7 @@ def test_predict_launch_and_reuse_end_to_end(world, instance):
     # the settled shadow run stays inspectable for the retention period; it never had an asset event
     # in the live instance: stats_a's history holds the live (reused) materialization only
     assert instance.get_run_by_id(shadow.run_id) is not None
-    assert instance.event_log_storage.get_asset_keys_for_run(shadow.run_id) == set()
+    assert asset_keys_of_run(instance, shadow.run_id) == set()
     expire(world, instance, store)
     assert instance.get_run_by_id(shadow.run_id) is None
     assert {o.stage for o in read_outcomes(store) if o.prediction_id == pid} == {"predicted", "launched", "hit",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dagster import DagsterInstance
+from dagster import DagsterEventType, DagsterInstance
 
 from shadow_dagster.tags import SHADOW_TAG, is_shadow_run
 
@@ -31,6 +31,18 @@ class PurgeResult:
     purged: bool                      # the run is gone from the instance after this call
     reason: str = ""
     asset_keys: tuple[str, ...] = ()  # a run left alone: the assets it has events for in the live instance
+
+
+_ASSET_EVENTS = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_OBSERVATION,
+                 DagsterEventType.ASSET_MATERIALIZATION_PLANNED, DagsterEventType.ASSET_FAILED_TO_MATERIALIZE}
+
+
+def asset_keys_of_run(instance: DagsterInstance, run_id: str) -> set:
+    """Asset keys with an event of run `run_id` in the instance (planned, failed, materialised,
+    observed), through the public per-run records API (Dagster 1.12 and 1.13)."""
+    records = instance.get_records_for_run(run_id, of_type=_ASSET_EVENTS).records
+    return {r.event_log_entry.dagster_event.asset_key for r in records
+            if r.event_log_entry.dagster_event is not None and r.event_log_entry.dagster_event.asset_key}
 
 
 def purge_shadow_run(instance: DagsterInstance, run_or_id) -> PurgeResult:
@@ -49,7 +61,7 @@ def purge_shadow_run(instance: DagsterInstance, run_or_id) -> PurgeResult:
         raise NotAShadowRun(f"refusing to purge run {run_id}: it is not a shadow run")
     if not run.is_finished:
         return PurgeResult(run_id, False, f"still {run.status.value.lower()}")
-    keys = instance.event_log_storage.get_asset_keys_for_run(run_id)
+    keys = asset_keys_of_run(instance, run_id)
     if keys:
         return PurgeResult(run_id, False, "it has asset events in the live instance (not a run of the shadow runner); "
                                           "left for Dagster's own tools", tuple(sorted(k.to_user_string() for k in keys)))
