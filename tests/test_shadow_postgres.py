@@ -40,7 +40,7 @@ def schemas(pg_url):
     engine.dispose()
 
 
-def project(pg_url, schema, qualified_write=False):
+def project(pg_url, schema, live_write=None):
     gate = {"entered": threading.Event(), "release": threading.Event(), "calls": []}
     gate["release"].set()
 
@@ -52,6 +52,7 @@ def project(pg_url, schema, qualified_write=False):
                                  "FROM generate_series(1, 500) g"))
             conn.execute(sa.text("CREATE TABLE IF NOT EXISTS daily (day int, n bigint, fare numeric)"))
             conn.execute(sa.text("INSERT INTO daily VALUES (99, 1, 1.0)"))
+            conn.execute(sa.text("CREATE SEQUENCE IF NOT EXISTS seq"))
         return MaterializeResult()
 
     @asset(code_version="1", deps=[trips], op_tags=NONCRIT)
@@ -63,8 +64,9 @@ def project(pg_url, schema, qualified_write=False):
             conn.execute(sa.text("CREATE TABLE stats AS SELECT day, count(*) AS n FROM trips GROUP BY day"))
             conn.execute(sa.text("DELETE FROM daily WHERE day < 7"))
             conn.execute(sa.text("INSERT INTO daily SELECT day, count(*), sum(fare) FROM trips GROUP BY day"))
-            if qualified_write:
-                conn.execute(sa.text(f"INSERT INTO {schema}.trips VALUES (0, 0, 0)"))
+            if live_write:
+                conn.commit()                      # SQLAlchemy 2 style: the next statement is a new transaction
+                conn.execute(sa.text(live_write.format(schema=schema)))
         if shadow:
             gate["entered"].set()
             assert gate["release"].wait(60)
@@ -121,14 +123,32 @@ def test_shadow_schema_isolation_and_transactional_promotion(pg_url, schemas, in
     assert state(pg_url, live_schema) == state(pg_url, off_schema)   # identical to speculation off
 
 
-def test_a_live_write_from_a_shadow_step_is_rolled_back(pg_url, schemas, instance):
+@pytest.mark.parametrize("live_write", [
+    "INSERT INTO {schema}.trips VALUES (0, 0, 0)",       # a schema-qualified live write
+    "SELECT nextval('{schema}.seq')",                    # a live sequence
+    "CREATE VIEW {schema}.v AS SELECT 1 AS one",         # live DDL
+    "CREATE TABLE public.shadow_dagster_probe (x int)",  # another schema
+])
+def test_a_shadow_step_cannot_write_anything_live(pg_url, schemas, instance, live_write):
     live_schema = schemas()
-    defs, gate = project(pg_url, live_schema, qualified_write=True)
+    defs, gate = project(pg_url, live_schema, live_write)
     materialize(defs, instance, ["trips"])
-    before = state(pg_url, live_schema)
+    before = live_objects(pg_url, live_schema)
     result = execute_shadow_request(defs, shadow_request(["stats"], prediction_id="p-pgq"), instance,
                                     raise_on_error=False)
-    assert not result.success and state(pg_url, live_schema) == before
+    assert not result.success and gate["calls"] == ["shadow"]
+    assert live_objects(pg_url, live_schema) == before
+
+
+def live_objects(pg_url, schema) -> tuple:
+    engine = sa.create_engine(normalise_url(pg_url))
+    with engine.connect() as conn:
+        rels = conn.execute(sa.text("SELECT n.nspname, c.relname, c.relkind::text FROM pg_class c JOIN pg_namespace n "
+                                    "ON n.oid = c.relnamespace WHERE n.nspname IN (:s, 'public') ORDER BY 1, 2"),
+                            {"s": schema}).all()
+        seq = conn.execute(sa.text(f"SELECT last_value, is_called FROM {schema}.seq")).one()
+    engine.dispose()
+    return state(pg_url, schema), [tuple(r) for r in rels], tuple(seq)
 
 
 def test_promotion_is_refused_when_the_live_table_changed(pg_url, schemas, instance):

@@ -226,3 +226,105 @@ def test_a_value_asset_is_reused_without_shadow_reusable(instance, tmp_path):
     for node in ("features", "untyped"):
         assert live.asset_materializations_for_node(node)[0].metadata[REUSED_FROM].value == shadow.run_id
     assert live.output_for_node("features") == {"total": 6} and live.output_for_node("untyped") == 3
+
+
+def _one_asset_defs(tmp_path, body, **asset_kw):
+    """raw (critical, seeds the live database and a log file) -> step (non-critical, `body`)."""
+    (tmp_path / "live" / "files").mkdir(parents=True, exist_ok=True)
+    @asset(code_version="1")
+    def raw(duckdb: ShadowDuckDBResource, files: ShadowFiles) -> MaterializeResult:
+        with duckdb.get_connection() as conn:
+            conn.execute("CREATE OR REPLACE TABLE t (id INTEGER PRIMARY KEY, v INTEGER DEFAULT 7)")
+            conn.execute("INSERT INTO t VALUES (1, 1)")
+        (tmp_path / "live" / "files" / "log.txt").write_text("line1\n")
+        return MaterializeResult()
+
+    @asset(code_version="1", deps=[raw], op_tags=NONCRIT, **asset_kw)
+    def step(context, duckdb: ShadowDuckDBResource, files: ShadowFiles):
+        return body(context, duckdb, files)
+
+    assets = guard_assets([raw, step])
+    resources = {"duckdb": ShadowDuckDBResource(database=str(tmp_path / "live" / "w.duckdb")),
+                 "files": ShadowFiles(base_dir=str(tmp_path / "live" / "files"))}
+    return Definitions(assets=assets, jobs=[define_asset_job("j", selection=["raw", "step"]), shadow_job(assets)],
+                       resources=resources)
+
+
+def shadow_then_live(defs, instance, prediction):
+    """raw live, `step` in a shadow run, then `step` live; returns the live result."""
+    job = defs.resolve_job_def("j")
+    job.execute_in_process(instance=instance, asset_selection=[AssetKey("raw")])
+    assert execute_shadow_request(defs, shadow_request(["step"], prediction_id=prediction), instance).success
+    return job.execute_in_process(instance=instance, asset_selection=[AssetKey("step")])
+
+
+def test_a_shadow_duckdb_connection_cannot_reach_the_live_file_or_any_live_path(instance, tmp_path):
+    live_db = tmp_path / "live" / "w.duckdb"
+    attempts = {}
+
+    def body(context, duckdb, files):
+        with duckdb.get_connection() as conn:
+            for name, sql in {"attach": f"ATTACH '{live_db}' AS l", "copy": f"COPY (SELECT 1) TO '{tmp_path}/live/x.csv'",
+                              "unlock": "SET enable_external_access = true"}.items():
+                try:
+                    conn.execute(sql)
+                    if name == "attach":
+                        conn.execute("INSERT INTO l.t VALUES (2, 2)")
+                    attempts[name] = "succeeded"
+                except Exception as exc:  # noqa: BLE001 - the test records the refusal
+                    attempts[name] = type(exc).__name__
+        return MaterializeResult()
+
+    defs = _one_asset_defs(tmp_path, body)
+    materialize_job = defs.resolve_job_def("j")
+    materialize_job.execute_in_process(instance=instance, asset_selection=[AssetKey("raw")])
+    before = live_bytes(tmp_path)
+    assert execute_shadow_request(defs, shadow_request(["step"], prediction_id="p-lock"), instance).success
+    assert "succeeded" not in attempts.values() and set(attempts) == {"attach", "copy", "unlock"}
+    assert live_bytes(tmp_path) == before
+
+
+def test_promotion_keeps_live_table_constraints_and_base_dir_appends_keep_live_content(instance, tmp_path):
+    calls = []
+
+    def body(context, duckdb, files):
+        calls.append(is_shadow_run(context.run.tags))
+        with duckdb.get_connection() as conn:
+            conn.execute("INSERT INTO t (id) VALUES (2)")
+        with open(files.path() / "log.txt", "a") as fh:      # through the base directory itself
+            fh.write("line2\n")
+        return MaterializeResult()
+
+    live = shadow_then_live(_one_asset_defs(tmp_path, body), instance, "p-keep")
+    assert calls == [True] and REUSED_FROM in live.asset_materializations_for_node("step")[0].metadata
+    assert (tmp_path / "live" / "files" / "log.txt").read_text() == "line1\nline2\n"
+    conn = duckdb.connect(str(tmp_path / "live" / "w.duckdb"))
+    try:
+        assert conn.execute("SELECT * FROM t ORDER BY id").fetchall() == [(1, 1), (2, 7)]
+        with pytest.raises(duckdb.ConstraintException):                  # the primary key survived
+            conn.execute("INSERT INTO t VALUES (1, 1)")
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("case", ["view", "checks"])
+def test_steps_whose_effects_cannot_be_promoted_are_computed_live(instance, tmp_path, case):
+    """A step that changed a view (not promoted) or that has asset checks is never reused."""
+    from dagster import AssetCheckResult, AssetCheckSpec
+
+    calls = []
+
+    def body(context, duckdb, files):
+        calls.append(is_shadow_run(context.run.tags))
+        with duckdb.get_connection() as conn:
+            conn.execute("CREATE OR REPLACE VIEW big AS SELECT * FROM t WHERE v > 0" if case == "view"
+                         else "INSERT INTO t VALUES (3, 3)")
+        return MaterializeResult(check_results=[AssetCheckResult(passed=True)]) if case == "checks" else None
+
+    extra = {"check_specs": [AssetCheckSpec("ok", asset="step")]} if case == "checks" else {}
+    assert shadow_then_live(_one_asset_defs(tmp_path, body, **extra), instance, f"p-{case}").success
+    assert calls == [True, False]                                         # the live step ran its body
+    conn = duckdb.connect(str(tmp_path / "live" / "w.duckdb"), read_only=True)
+    query = "SELECT count(*) FROM big" if case == "view" else "SELECT count(*) FROM t WHERE id = 3"
+    assert conn.execute(query).fetchone() == (1,)
+    conn.close()

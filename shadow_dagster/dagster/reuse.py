@@ -32,6 +32,7 @@ from shadow_dagster.dagster.io_manager import (
 )
 from shadow_dagster.dagster.step_effects import effects_in, promote_effects, record_effects, step_workspace
 from shadow_dagster.dagster.step_provenance import compute_step_provenance
+from shadow_dagster.envs.record import PromotionIncomplete
 from shadow_dagster.speculation.atomic import ContentMismatch
 from shadow_dagster.tags import CONTENT_HASH, REUSED_FROM, SECONDS_SAVED, is_shadow_run
 
@@ -99,7 +100,13 @@ def call_step_body(step, fn: Callable[..., Any], args, kwargs, asset_key, *, as_
     output_name = step.job_def.asset_layer.get_op_output_name(asset_key) if asset_key is not None else None
     if not is_shadow_run(step.run_tags):
         if asset_key is not None and not step_is_critical(step):
-            reused = try_reuse(step, asset_key, values=as_output)
+            try:
+                reused = try_reuse(step, asset_key, values=as_output)
+            except PromotionIncomplete:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the shadow store is never a reason for a live step to fail
+                step.log.warning(f"shadow reuse check failed ({type(exc).__name__}: {exc}); computing the step")
+                reused = None
             if reused is not None:
                 return reused
         result = fn(*args, **kwargs)

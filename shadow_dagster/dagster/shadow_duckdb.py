@@ -21,6 +21,10 @@ class ShadowDuckDBResource(ShadowRunAware, DuckDBResource, ShadowSafe):
     the tables it changed are promoted into `database` in one transaction on reuse.
     """
 
+    def shadow_target(self) -> tuple[str, str]:
+        """Where this resource's writes land: the live database file."""
+        return duckdb_env.KIND, os.path.abspath(self.database)
+
     @contextmanager
     def get_connection(self):
         workspace = self._workspace()
@@ -30,7 +34,7 @@ class ShadowDuckDBResource(ShadowRunAware, DuckDBResource, ShadowSafe):
             return
         env = workspace.environment(
             duckdb_env.KIND, os.path.abspath(self.database),
-            lambda d: duckdb_env.DuckDBEnvironment(d, self.database, self.connection_config))
+            lambda d: duckdb_env.DuckDBEnvironment(d, self.database, self.connection_config, workspace.run.root))
         conn = env.connect()
         try:
             yield conn

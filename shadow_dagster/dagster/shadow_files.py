@@ -22,6 +22,10 @@ class ShadowFiles(ShadowRunAware, ShadowSafe):
     """
 
     base_dir: str = Field(description="Live directory the assets read and write.")
+    def shadow_target(self) -> tuple[str, str]:
+        """Where this resource's writes land: the live folder."""
+        return files_env.KIND, os.path.abspath(self.base_dir)
+
     def path(self, *parts: str | os.PathLike) -> Path:
         """The path to read or write for `parts` (relative to base_dir, or absolute inside it)."""
         base = os.path.abspath(self.base_dir)

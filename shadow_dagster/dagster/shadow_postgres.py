@@ -25,6 +25,10 @@ class ShadowPostgresResource(ShadowRunAware, ShadowSafe):
     url: str = Field(description="SQLAlchemy URL of the database, e.g. postgresql://user@host:5432/db.")
     schema_name: str = Field(default="public", description="The live schema the assets read and write.")
 
+    def shadow_target(self) -> tuple[str, str]:
+        """Where this resource's writes land: the live schema."""
+        return postgres_env.KIND, f"{self.url}#{self.schema_name}"
+
     @contextmanager
     def get_connection(self):
         workspace = self._workspace()

@@ -14,9 +14,9 @@ import threading
 
 from dagster import DataVersion, MaterializeResult, MetadataValue
 
-from shadow_dagster.envs.record import EffectsRecord, loads
+from shadow_dagster.envs.record import EffectsRecord, PromotionIncomplete, loads, target_of
 from shadow_dagster.envs.record import promote as promote_record
-from shadow_dagster.envs.workspace import PromotionRefused, open_workspace
+from shadow_dagster.envs.workspace import open_workspace
 from shadow_dagster.tags import CONTENT_HASH, PREDICTION_TAG, PROVENANCE_KEY, REUSED_FROM, SECONDS_SAVED
 
 EFFECTS_META = "shadow_dagster/effects"   # materialization metadata: what a shadow step wrote / a reuse promoted
@@ -63,15 +63,21 @@ def record_effects(step, asset_key, workspace, result, seconds: float):
     from shadow_dagster.dagster.io_manager import default_store
     from shadow_dagster.dagster.step_provenance import compute_step_provenance
 
-    effects = workspace.effects()
-    if not effects:
+    effects, unpromotable = workspace.effects(), workspace.unpromotable()
+    if not effects and not unpromotable:
         workspace.discard()
         return result
     with _lock:
         _with_effects.add((step.run_id, step.step.key))
-    if asset_key is None or not (result is None or isinstance(result, MaterializeResult)):
-        step.log.warning(f"shadow step {step.step.key} wrote through resources and returns a value: not reusable "
-                         "(return a MaterializeResult, or nothing, from steps that write through resources)")
+    why = None
+    if unpromotable:
+        why = "; ".join(unpromotable)
+    elif asset_key is None or len(step.op_def.output_defs) != 1:
+        why = "it has asset checks or several outputs"
+    elif not (result is None or isinstance(result, MaterializeResult)):
+        why = "it writes through resources and returns a value (return a MaterializeResult, or nothing)"
+    if why:
+        step.log.warning(f"shadow step {step.step.key} is not reusable: {why}")
         return result
     prov = compute_step_provenance(step, asset_key, live_inputs_only=False)
     if prov.key is None:
@@ -94,6 +100,17 @@ def _result(result, metadata: dict, version: str | None) -> MaterializeResult:
                              data_version=DataVersion(version) if version else base.data_version, tags=base.tags)
 
 
+def live_targets(step) -> set[tuple[str, str]]:
+    """(kind, live store) of every shadow-aware resource the step requires."""
+    out = set()
+    for key in step.op_def.required_resource_keys:
+        resource = getattr(step.resources, key, None)
+        target = getattr(resource, "shadow_target", None)
+        if callable(target):
+            out.add(target())
+    return out
+
+
 def effects_in(payload: bytes) -> EffectsRecord | None:
     return loads(payload)
 
@@ -102,9 +119,17 @@ def promote_effects(step, prov_key: str, out, record: EffectsRecord) -> Material
     """Promote a shadow step's effects for the live step; None (then the body runs) when refused."""
     from shadow_dagster.dagster.io_manager import default_store
 
+    live = live_targets(step)
+    foreign = sorted({t[1] for t in map(target_of, record.effects) if t not in live})
+    if foreign:   # the live step's resources point elsewhere (other config or environment)
+        step.log.warning(f"shadow effects {prov_key} land in {', '.join(foreign)}, which this step's resources do "
+                         "not write; computing the step")
+        return None
     try:
         promote_record(record)
-    except (PromotionRefused, OSError) as exc:
+    except PromotionIncomplete:
+        raise   # part is live: computing on top could apply it twice
+    except Exception as exc:  # noqa: BLE001 - nothing was applied: the step computes as without shadow-dagster
         step.log.warning(f"shadow effects {prov_key} not promoted ({exc}); computing the step")
         return None
     default_store(step.instance).mark_promoted(prov_key)

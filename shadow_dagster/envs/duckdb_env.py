@@ -84,12 +84,15 @@ def table_fingerprint(conn, catalog: str, schema: str, table: str) -> str | None
 class DuckDBEnvironment:
     """The shadow run's copy of one live DuckDB database, shared by its steps."""
 
-    def __init__(self, directory: Path, live_database: str, config: dict | None = None):
+    def __init__(self, directory: Path, live_database: str, config: dict | None = None, allowed_root: Path | None = None):
         self.live_database = os.path.abspath(live_database)
         self.run_database = str(directory / "run.duckdb")
         self.config = dict(config or {})
+        self.allowed_root = str(allowed_root or directory)   # the only files a shadow connection may touch
         self.copied = False
         self.step_before: dict[tuple[str, str], str] = {}
+        self.objects_before: str | None = None
+        self.unpromotable: list[str] = []
 
     def _copy_live(self) -> None:
         conn = connect(self.run_database, config=self.config)
@@ -110,18 +113,34 @@ class DuckDBEnvironment:
         conn = connect(self.run_database, config=self.config)
         try:
             self.step_before = fingerprints(conn, _catalog(conn))
+            self.objects_before = objects_fingerprint(conn, _catalog(conn))
         finally:
             conn.close()
 
     def connect(self):
-        """A read-write connection to the run's copy."""
-        return connect(self.run_database, config=self.config)
+        """A read-write connection to the run's copy that can reach no file outside the shadow
+        run's folder: no ATTACH of the live database, no COPY TO a live path, no extension
+        install; the setting is locked, so SQL cannot lift it."""
+        conn = connect(self.run_database, config=self.config)
+        try:
+            if not conn.execute("SELECT current_setting('lock_configuration')").fetchone()[0]:
+                root = self.allowed_root.rstrip("/") + "/"
+                conn.execute(f"SET allowed_directories = [{_literal(root)}]")
+                conn.execute("SET enable_external_access = false")
+                conn.execute("SET lock_configuration = true")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def end_step(self, outbox: Path) -> list[Effect]:
         conn = connect(self.run_database, config=self.config)
         try:
             catalog = _catalog(conn)
             after = fingerprints(conn, catalog)
+            if objects_fingerprint(conn, catalog) != self.objects_before:
+                self.unpromotable.append(f"the step changed views, indexes or sequences of {self.live_database}, "
+                                         "which are not promoted")
             changed = sorted(k for k in set(self.step_before) | set(after) if self.step_before.get(k) != after.get(k))
             if not changed:
                 return []
@@ -143,11 +162,43 @@ class DuckDBEnvironment:
                        self.step_before.get((s, t)), after.get((s, t))) for s, t in changed]
 
 
+def objects_fingerprint(conn, catalog: str) -> str:
+    """Fingerprint of what is not table rows: views, indexes, sequences and macros."""
+    parts = []
+    for query in ("SELECT schema_name, view_name, sql FROM duckdb_views() WHERE database_name = ? AND NOT internal",
+                  "SELECT schema_name, index_name, sql FROM duckdb_indexes() WHERE database_name = ?",
+                  "SELECT schema_name, sequence_name, '' FROM duckdb_sequences() WHERE database_name = ?",
+                  "SELECT schema_name, function_name, '' FROM duckdb_functions() WHERE database_name = ? "
+                  "AND NOT internal"):
+        parts.append(sorted(map(tuple, conn.execute(query, [catalog]).fetchall())))
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
 def _catalog(conn) -> str:
     return conn.execute("SELECT current_database()").fetchone()[0]
 
 
-def check(effects: list[Effect], conn, catalog: str) -> None:
+def _columns(conn, catalog: str, e: Effect) -> list:
+    return conn.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? "
+        "AND table_name = ? ORDER BY column_index", [catalog, e.target["schema"], e.target["table"]]).fetchall()
+
+
+def check(effects: list[Effect], conn=None, catalog: str | None = None) -> None:
+    """Raise PromotionRefused unless every live table still has the effect's `before` fingerprint
+    (on `conn`, else on a connection of its own to the effects' database)."""
+    if conn is None:
+        for database in sorted({e.target["database"] for e in effects}):
+            if not os.path.exists(database):   # never create a live file to check it
+                if any(e.before is not None for e in effects if e.target["database"] == database):
+                    raise PromotionRefused(f"live database {database} is gone")
+                continue
+            own = connect(database)
+            try:
+                check([e for e in effects if e.target["database"] == database], own, _catalog(own))
+            finally:
+                own.close()
+        return
     for e in effects:
         now = table_fingerprint(conn, catalog, e.target["schema"], e.target["table"])
         if now != e.before:
@@ -190,7 +241,12 @@ def _promote_tables(conn, catalog: str, group: list[Effect]) -> None:
             src = f"shadow_dagster_src.{_quote(e.target['schema'])}.{_quote(e.target['table'])}"
             if table_fingerprint(conn, "shadow_dagster_src", e.target["schema"], e.target["table"]) != e.after:
                 raise PromotionRefused(f"the shadow copy of {e.target['table']} changed after the step")
-            conn.execute(f"CREATE OR REPLACE TABLE {live} AS SELECT * FROM {src}")
+            if _columns(conn, catalog, e) == _columns(conn, "shadow_dagster_src", e):
+                # same columns: replace the rows, keeping the live table's constraints and defaults
+                conn.execute(f"DELETE FROM {live}")
+                conn.execute(f"INSERT INTO {live} SELECT * FROM {src}")
+            else:
+                conn.execute(f"CREATE OR REPLACE TABLE {live} AS SELECT * FROM {src}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -56,15 +56,16 @@ class FilesEnvironment:
         self.step_before: dict[str, str | None] = {}
 
     def path(self, rel: Path) -> Path:
-        """The shadow path for `rel`, with the live file or directory copied in on first use."""
-        shadow, live = self.root / rel, self.live_root / rel
-        if not shadow.exists():
-            if live.is_file():
-                self._copy_in(rel)
-            elif live.is_dir():
-                for sub in sorted(p for p in live.rglob("*") if p.is_file()):
-                    self._copy_in(sub.relative_to(self.live_root))
-        return shadow
+        """The shadow path for `rel`; every live file at or under it is copied in the first time it
+        is handed out (never again: a file the run deleted stays deleted), so the shadow tree shows
+        all of live under any path it hands out."""
+        live = self.live_root / rel
+        if live.is_file():
+            self._copy_in(rel)
+        elif live.is_dir():
+            for sub in sorted(p for p in live.rglob("*") if p.is_file() and not p.is_symlink()):
+                self._copy_in(sub.relative_to(self.live_root))
+        return self.root / rel
 
     def _copy_in(self, rel: Path) -> None:
         key = rel.as_posix()
@@ -85,8 +86,9 @@ class FilesEnvironment:
         out = []
         present = self._present()
         for key in sorted(present | set(self.step_before)):
-            # a file new in the run's tree was not in live when the step began (else it is copied in)
-            before = self.step_before[key] if key in self.step_before else file_hash(self.live_root / key)
+            # a file neither in the tree when the step began nor copied in was absent from live when
+            # its path was handed out (every live file under a handed-out path is copied in)
+            before = self.step_before.get(key)
             after = file_hash(self.root / key) if key in present else None
             if after == before:
                 continue

@@ -3,9 +3,9 @@
 On the run's first connection every base table of the live schema is copied into a fresh shadow
 schema (`CREATE TABLE ... (LIKE ... INCLUDING ALL)` then `INSERT ... SELECT`); the step's
 connections put only the shadow schema on `search_path`, so unqualified reads see the copies of
-live data and writes land in the copies. A step's connection runs in one REPEATABLE READ
-transaction that is rolled back if it changed any live table (a schema-qualified write), so a
-shadow step can never commit a live write. What a step changed is saved to its outbox with
+live data and writes land in the copies. A step's connections act as the role
+`shadow_dagster_shadow`, which owns the shadow schema and holds no privilege on anything live, so
+a schema-qualified live write, live DDL or `nextval` on a live sequence fails in the shadow run. What a step changed is saved to its outbox with
 `COPY TO` (files, removed with the run's other shadow files); promotion replaces each live table's
 rows in one transaction (`TRUNCATE` + `COPY FROM`, so grants, constraints and dependants stay),
 after checking under an exclusive lock that the table still has the fingerprint it had when the
@@ -25,6 +25,7 @@ from shadow_dagster.speculation.isolation import ShadowIsolationError
 from shadow_dagster.store.engine import normalise_url
 
 KIND = "postgres_table"
+ROLE = "shadow_dagster_shadow"   # owns shadow schemas; no privilege on anything live
 _engines: dict[str, sa.Engine] = {}
 
 
@@ -55,6 +56,16 @@ def table_fingerprint(conn, schema: str, table: str) -> str | None:
     count, digest = conn.execute(sa.text(
         f"SELECT count(*), md5(coalesce(string_agg(md5(x::text), '' ORDER BY md5(x::text)), '')) FROM {name} AS x")).one()
     return hashlib.sha256(repr(([tuple(c) for c in cols], count, digest)).encode()).hexdigest()
+
+
+def objects_fingerprint(conn, schema: str) -> str:
+    """Fingerprint of what is not table rows: views, indexes, sequences."""
+    rows = conn.execute(sa.text(
+        "SELECT c.relkind::text, c.relname, CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) "
+        "WHEN c.relkind = 'i' THEN pg_get_indexdef(c.oid) ELSE '' END "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s "
+        "AND c.relkind IN ('v', 'm', 'i', 'S') ORDER BY 1, 2"), {"s": schema}).all()
+    return hashlib.sha256(repr([tuple(r) for r in rows]).encode()).hexdigest()
 
 
 def fingerprints(conn, schema: str) -> dict[str, str]:
@@ -88,16 +99,25 @@ class PostgresEnvironment:
         self.shadow_schema = "shadow_dagster_" + slug(str(directory))
         self.copied = False
         self.step_before: dict[str, str] = {}
+        self.objects_before: str | None = None
+        self.unpromotable: list[str] = []
 
     def _copy_live(self) -> None:
         with engine(self.url).begin() as conn:
+            _ensure_role(conn)
             conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {_q(self.shadow_schema)} CASCADE"))
-            conn.execute(sa.text(f"CREATE SCHEMA {_q(self.shadow_schema)}"))
+            conn.execute(sa.text(f"CREATE SCHEMA {_q(self.shadow_schema)} AUTHORIZATION {_q(ROLE)}"))
             for table in _tables(conn, self.live_schema):
                 src, dst = f"{_q(self.live_schema)}.{_q(table)}", f"{_q(self.shadow_schema)}.{_q(table)}"
-                # defaults that draw from a live sequence would advance it: the copy has none
-                conn.execute(sa.text(f"CREATE TABLE {dst} (LIKE {src} INCLUDING ALL EXCLUDING DEFAULTS)"))
+                conn.execute(sa.text(f"CREATE TABLE {dst} (LIKE {src} INCLUDING ALL)"))
+                # a default that draws from a live sequence would advance it: the copy's has none
+                for (column,) in conn.execute(sa.text(
+                        "SELECT column_name FROM information_schema.columns WHERE table_schema = :s "
+                        "AND table_name = :t AND column_default LIKE 'nextval(%'"),
+                        {"s": self.shadow_schema, "t": table}):
+                    conn.execute(sa.text(f"ALTER TABLE {dst} ALTER COLUMN {_q(column)} DROP DEFAULT"))
                 conn.execute(sa.text(f"INSERT INTO {dst} SELECT * FROM {src}"))
+                conn.execute(sa.text(f"ALTER TABLE {dst} OWNER TO {_q(ROLE)}"))
         self.copied = True
 
     def begin_step(self) -> None:
@@ -105,28 +125,38 @@ class PostgresEnvironment:
             self._copy_live()
         with engine(self.url).connect() as conn:
             self.step_before = fingerprints(conn, self.shadow_schema)
+            self.objects_before = objects_fingerprint(conn, self.shadow_schema)
 
     @contextlib.contextmanager
     def connect(self):
-        """A connection in one transaction with only the shadow schema on search_path; committed
-        on success unless it changed a live table."""
+        """A connection as the role `shadow_dagster_shadow`, which owns the shadow schema and has no
+        privilege on live objects (so a schema-qualified live write, DDL or `nextval` on a live
+        sequence fails), with only the shadow schema on search_path; committed when the block ends.
+        The connection goes back to the pool as the original user, or is discarded."""
         with engine(self.url).connect() as conn:
-            conn.execute(sa.text("BEGIN ISOLATION LEVEL REPEATABLE READ"))
             try:
-                live_before = fingerprints(conn, self.live_schema)
-                conn.execute(sa.text(f"SET LOCAL search_path TO {_q(self.shadow_schema)}"))
+                conn.execute(sa.text(f"SET ROLE {_q(ROLE)}"))
+                conn.execute(sa.text(f"SET search_path TO {_q(self.shadow_schema)}"))
                 yield conn
-                if fingerprints(conn, self.live_schema) != live_before:
-                    raise ShadowIsolationError(f"a shadow step wrote live schema {self.live_schema!r} "
-                                               "(a schema-qualified write); rolled back")
-                conn.execute(sa.text("COMMIT"))
+                conn.commit()
             except BaseException:
-                conn.execute(sa.text("ROLLBACK"))
+                conn.rollback()
                 raise
+            finally:
+                try:
+                    conn.rollback()
+                    conn.execute(sa.text("RESET ROLE"))
+                    conn.execute(sa.text("RESET search_path"))
+                    conn.commit()
+                except sa.exc.SQLAlchemyError:
+                    conn.invalidate()
 
     def end_step(self, outbox: Path) -> list[Effect]:
         with engine(self.url).connect() as conn:
             after = fingerprints(conn, self.shadow_schema)
+            if objects_fingerprint(conn, self.shadow_schema) != self.objects_before:
+                self.unpromotable.append(f"the step changed views, indexes or sequences of schema {self.live_schema}, "
+                                         "which are not promoted")
             changed = sorted(t for t in set(self.step_before) | set(after) if self.step_before.get(t) != after.get(t))
             out = []
             for table in changed:
@@ -145,6 +175,26 @@ class PostgresEnvironment:
             conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {_q(self.shadow_schema)} CASCADE"))
 
 
+def _ensure_role(conn) -> None:
+    """Create the shadow role once per server (NOLOGIN) and let the current user act as it."""
+    exists = conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": ROLE}).first()
+    if not exists:
+        try:
+            with conn.begin_nested():
+                conn.execute(sa.text(f"CREATE ROLE {_q(ROLE)} NOLOGIN"))
+        except sa.exc.ProgrammingError as exc:
+            if "already exists" not in str(exc):
+                raise ShadowIsolationError(f"cannot create PostgreSQL role {ROLE} for shadow runs ({exc.orig}); "
+                                           "create it (NOLOGIN) and grant it to this user") from None
+        except sa.exc.IntegrityError:   # created concurrently by another shadow run
+            pass
+    try:
+        with conn.begin_nested():
+            conn.execute(sa.text(f"GRANT {_q(ROLE)} TO CURRENT_USER"))
+    except sa.exc.SQLAlchemyError:   # already a member, or a superuser who needs no grant
+        pass
+
+
 def _column_defs(conn, schema: str, table: str) -> list[list[str]]:
     """[name, SQL type] of each column, to create a table the step made."""
     return [list(r) for r in conn.execute(sa.text(
@@ -152,6 +202,16 @@ def _column_defs(conn, schema: str, table: str) -> list[list[str]]:
         "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = :s AND c.relname = :t AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"),
         {"s": schema, "t": table})]
+
+
+def check(effects: list[Effect]) -> None:
+    """Raise PromotionRefused unless every live table still has the effect's `before` fingerprint."""
+    for url in sorted({e.target["url"] for e in effects}):
+        with engine(url).connect() as conn:
+            for e in (e for e in effects if e.target["url"] == url):
+                if table_fingerprint(conn, e.target["schema"], e.target["table"]) != e.before:
+                    raise PromotionRefused(f"live table {e.target['schema']}.{e.target['table']} changed since "
+                                           "the shadow run copied it")
 
 
 def promote(effects: list[Effect]) -> None:

@@ -36,23 +36,44 @@ def loads(payload: bytes) -> EffectsRecord | None:
     return record if isinstance(record, EffectsRecord) else None
 
 
+class PromotionIncomplete(RuntimeError):
+    """Promotion failed after part of it was applied in live storage: the step must not compute on
+    top of it silently."""
+
+
+def target_of(effect: Effect) -> tuple[str, str]:
+    """(kind, live store) an effect lands in: a DuckDB file, a PostgreSQL URL#schema, a folder."""
+    t = effect.target
+    if effect.kind == files_env.KIND:
+        return effect.kind, t["root"]
+    if effect.kind == duckdb_env.KIND:
+        return effect.kind, t["database"]
+    return effect.kind, f"{t['url']}#{t['schema']}"
+
+
 def promote(record: EffectsRecord) -> None:
-    """Apply every effect in live storage; raises PromotionRefused (nothing applied for the kind that
-    refused) when a live object changed since the shadow step read it."""
-    kinds = {e.kind for e in record.effects}
-    unknown = kinds - {duckdb_env.KIND, files_env.KIND, "postgres_table"}
+    """Apply every effect in live storage, one live store at a time (each store all or nothing).
+
+    Every store is checked first; a PromotionRefused then means nothing was applied. A failure
+    after one store was applied raises PromotionIncomplete."""
+    from shadow_dagster.envs import postgres_env
+
+    modules = {duckdb_env.KIND: duckdb_env, postgres_env.KIND: postgres_env, files_env.KIND: files_env}
+    unknown = {e.kind for e in record.effects} - set(modules)
     if unknown:
         raise PromotionRefused(f"no promoter for effects of kind {', '.join(sorted(unknown))}")
-    files = [e for e in record.effects if e.kind == files_env.KIND]
-    files_env.check(files)   # the cheap checks before any live write
-    tables = [e for e in record.effects if e.kind == duckdb_env.KIND]
-    if tables:
-        duckdb_env.promote(tables)
-    pg_tables = [e for e in record.effects if e.kind == "postgres_table"]
-    if pg_tables:
-        from shadow_dagster.envs import postgres_env
-
-        postgres_env.promote(pg_tables)
-    if files:
-        files_env.promote(files)
-
+    stores: dict[tuple[str, str], list[Effect]] = {}
+    for e in record.effects:
+        stores.setdefault(target_of(e), []).append(e)
+    order = sorted(stores, key=lambda k: (k[0] == files_env.KIND, k))   # files last: cheapest to redo
+    for key in order:
+        modules[key[0]].check(stores[key])
+    applied: list[str] = []
+    for key in order:
+        try:
+            modules[key[0]].promote(stores[key])
+        except BaseException as exc:
+            if applied:
+                raise PromotionIncomplete(f"promoted into {', '.join(applied)} but not into {key[1]}: {exc}") from exc
+            raise
+        applied.append(key[1])

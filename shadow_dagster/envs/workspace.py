@@ -98,9 +98,17 @@ class StepWorkspace:
     def effects(self) -> list[Effect]:
         """The step's effects (computed once, when the step's body has returned)."""
         if self._effects is None:
+            for env in self.touched.values():
+                if hasattr(env, "unpromotable"):
+                    env.unpromotable = []   # this step's reasons only
             self._effects = [e for (kind, name), env in self.touched.items()
                              for e in env.end_step(self.root / kind / slug(name))]
         return self._effects
+
+    def unpromotable(self) -> list[str]:
+        """Why the step's effects cannot be promoted (changes the environments do not carry)."""
+        self.effects()
+        return [r for env in self.touched.values() for r in getattr(env, "unpromotable", ())]
 
     def discard(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
