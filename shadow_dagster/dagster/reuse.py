@@ -30,19 +30,20 @@ from shadow_dagster.dagster.io_manager import (
     default_store,
     deserialize,
 )
-from shadow_dagster.dagster.step_effects import effects_in, promote_effects, record_effects, step_workspace
+from shadow_dagster.dagster.step_effects import promote_effects, record_effects, step_workspace
 from shadow_dagster.dagster.step_provenance import compute_step_provenance
 from shadow_dagster.envs.record import PromotionIncomplete
+from shadow_dagster.envs.record import loads as effects_record
 from shadow_dagster.speculation.atomic import ContentMismatch
 from shadow_dagster.tags import CONTENT_HASH, REUSED_FROM, SECONDS_SAVED, is_shadow_run
 
 
 def _single_asset_key(step_context):
-    keys = list(step_context.get_output_asset_keys())
-    if len(keys) != 1:
+    key = single_asset_key(step_context)
+    if key is None:
         raise TypeError(f"@shadow_reusable supports single-asset steps; step {step_context.step.key!r} "
-                        f"produces {len(keys)} assets")
-    return keys[0]
+                        f"produces {len(list(step_context.get_output_asset_keys()))} assets")
+    return key
 
 
 def _io_manager(step_context, asset_key):
@@ -58,14 +59,14 @@ def try_reuse(step_context, asset_key, *, values: bool = True) -> Output | Mater
     if prov.key is None:
         step_context.log.info(f"shadow reuse refused for {prov.asset_key}: {prov.reason}")
         return None
-    store = default_store(step_context.instance)
+    default = store = default_store(step_context.instance)
     if values:   # ShadowIOManager keeps values in its own store (it promotes the stored file)
         io = _io_manager(step_context, asset_key)
         if isinstance(io, ShadowLiveIOManager):
             store = io.store
     out = store.get_reusable(prov.key)
-    if out is None and store is not default_store(step_context.instance):
-        store = default_store(step_context.instance)
+    if out is None and store is not default:   # effects are always in the default store
+        store = default
         out = store.get_reusable(prov.key)
     if out is None or out.asset_key != prov.asset_key or out.partition_key != prov.partition_key:
         return None
@@ -74,7 +75,7 @@ def try_reuse(step_context, asset_key, *, values: bool = True) -> Output | Mater
     except (ContentMismatch, FileNotFoundError) as exc:
         step_context.log.warning(f"shadow output {prov.key} failed verification ({exc}); recomputing")
         return None
-    record = effects_in(payload)
+    record = effects_record(payload)
     if record is not None:
         return promote_effects(step_context, prov.key, out, record)
     if not values:

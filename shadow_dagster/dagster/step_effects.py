@@ -14,7 +14,7 @@ import threading
 
 from dagster import DataVersion, MaterializeResult, MetadataValue
 
-from shadow_dagster.envs.record import EffectsRecord, PromotionIncomplete, loads, target_of
+from shadow_dagster.envs.record import EffectsRecord, PromotionIncomplete, target_of
 from shadow_dagster.envs.record import promote as promote_record
 from shadow_dagster.envs.workspace import open_workspace
 from shadow_dagster.tags import CONTENT_HASH, PREDICTION_TAG, PROVENANCE_KEY, REUSED_FROM, SECONDS_SAVED
@@ -109,10 +109,6 @@ def live_targets(step) -> set[tuple[str, str]]:
         if callable(target):
             out.add(target())
     return out
-
-
-def effects_in(payload: bytes) -> EffectsRecord | None:
-    return loads(payload)
 
 
 def promote_effects(step, prov_key: str, out, record: EffectsRecord) -> MaterializeResult | None:
