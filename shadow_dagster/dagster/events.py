@@ -46,10 +46,12 @@ class RunInfo(NamedTuple):
     tags_json: str
 
 
-def run_info_from_tags(run_id: str, job_name: str | None, tags: Mapping[str, str]) -> RunInfo:
-    """Workflow key: the `shadow_dagster/workflow` tag, else the partition key, else the run id."""
+def run_info_from_tags(run_id: str, job_name: str | None, tags: Mapping[str, str],
+                       workflow_key: str | None = None) -> RunInfo:
+    """`workflow_key` as decided by `signals.instances` (default: the `shadow_dagster/workflow`
+    tag, else the run id, for a run seen alone)."""
     partition = tags.get(PARTITION_TAG)
-    workflow = tags.get(WORKFLOW_TAG) or partition or run_id
+    workflow = workflow_key or tags.get(WORKFLOW_TAG) or run_id
     return RunInfo(job_name, partition, workflow, json.dumps(dict(tags), sort_keys=True))
 
 

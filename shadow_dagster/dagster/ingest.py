@@ -34,12 +34,19 @@ def check_event_storage(instance: DagsterInstance) -> None:
         raise PerRunEventStorageError(FIX_PER_RUN_STORAGE)
 
 
-def run_lookup(instance: DagsterInstance):
-    """A function mapping run ids to RunInfo through one `get_runs` call per page."""
+def run_lookup(instance: DagsterInstance, family_of=None):
+    """A function mapping run ids to RunInfo: one run query per page, one per partition it touches.
+
+    `family_of(job)` tells partitions definitions apart (see `instances.family_resolver`).
+    """
+    from shadow_dagster.dagster.instances import instance_keys, no_family
 
     def lookup(run_ids: list[str]) -> Mapping[str, RunInfo]:
-        runs = instance.get_runs(filters=RunsFilter(run_ids=run_ids))
-        return {r.run_id: run_info_from_tags(r.run_id, r.job_name, r.tags) for r in runs}
+        records = list(instance.get_run_records(filters=RunsFilter(run_ids=run_ids)))
+        keys = instance_keys(instance, records, family_of or no_family)
+        return {r.dagster_run.run_id: run_info_from_tags(r.dagster_run.run_id, r.dagster_run.job_name,
+                                                        r.dagster_run.tags, keys.get(r.dagster_run.run_id))
+                for r in records}
 
     return lookup
 
@@ -92,6 +99,7 @@ def ingest(
     max_pages: int | None = None,
     gap_grace_seconds: float = 10.0,
     converter: EventConverter | None = None,
+    family_of=None,
     _after_rows=None,
 ) -> IngestReport:
     """Read new event log records page by page and write their signal rows.
@@ -104,7 +112,7 @@ def ingest(
     if page_size < 1:
         raise ValueError(f"page_size must be at least 1, got {page_size}")
     started = time.monotonic()
-    converter = converter or EventConverter(resolution_ms, run_lookup(instance))
+    converter = converter or EventConverter(resolution_ms, run_lookup(instance, family_of))
     cursor = store.get_cursor(CURSOR_NAME)
     report = IngestReport(cursor_before=cursor, cursor_after=cursor)
     while True:

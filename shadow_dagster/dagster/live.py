@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from dagster import DagsterInstance, RunsFilter
 
-from shadow_dagster.dagster.rollback import group_view, workflow_key_of
+from shadow_dagster.dagster.instances import instance_keys
+from shadow_dagster.dagster.rollback import group_view
 from shadow_dagster.fingerprint import Prediction
 from shadow_dagster.signals.cases import case_attrs
 
@@ -63,7 +64,7 @@ def predict_run(instance: DagsterInstance, run_id: str, *, now: float | None = N
     if record is None:
         raise ValueError(f"no run {run_id!r} in this Dagster instance")
     run = record.dagster_run
-    key = workflow_key_of(run.tags) or run.run_id
+    key = instance_keys(instance, [record]).get(run.run_id, run.run_id)
     view = group_view(instance, key, seed_records=[record])
     now = _now() if now is None else now       # the moment the view describes
     workflow = view.workflow if view.records else run.job_name

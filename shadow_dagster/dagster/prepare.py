@@ -220,7 +220,7 @@ class Preparer:
     # ------------------------------------------------------------------ settle (rollback)
     def settle(self, rp: RepoPrep, *, instance, signals, log, outcomes: list[OutcomeRecord],
                views: dict[str, GroupView], now: float, ttl_s: float, chain_gap_s: float,
-               divergence_slack: int) -> tuple[list[OutcomeRecord], dict[tuple[str, str, str], str]]:
+               divergence_slack: int, family_of=None) -> tuple[list[OutcomeRecord], dict[tuple[str, str, str], str]]:
         """Settle open preparations; returns the settlement rows and the ids of those still open."""
         done = {r.prediction_id for r in outcomes if r.stage in SETTLED}
         open_by_pid: dict[str, list[OutcomeRecord]] = {}
@@ -232,7 +232,7 @@ class Preparer:
             first = recs[0]
             key = first.workflow_key or ""
             if key not in views:
-                views[key] = group_view(instance, key)
+                views[key] = group_view(instance, key, family_of=family_of)
             verdict = self._verdict(rp, first, views[key], now, ttl_s, chain_gap_s, divergence_slack)
             if verdict is None:
                 still_open[_open_key(first)] = pid

@@ -43,7 +43,6 @@ from shadow_dagster.store import schema
 from shadow_dagster.store.signal_store import SignalStore
 from shadow_dagster.tags import (
     PARENT_TAG,
-    PARTITION_TAG,
     PREDICTION_TAG,
     PREFIX,
     PROBABILITY_TAG,
@@ -168,12 +167,6 @@ def policy_outcomes(records: Iterable[OutcomeRecord]) -> list[Outcome]:
 
 
 # ------------------------------------------------------------------------------- live view
-def workflow_key_of(tags) -> str | None:
-    from shadow_dagster.tags import WORKFLOW_TAG
-
-    return tags.get(WORKFLOW_TAG) or tags.get(PARTITION_TAG)
-
-
 @dataclass
 class GroupView:
     """What a live workflow instance has done so far (runs sharing a workflow key, shadow runs excluded)."""
@@ -218,25 +211,21 @@ class GroupView:
         return found[-1] if found else None
 
 
-def group_runs(instance: DagsterInstance, workflow_key: str, seed_records=()) -> list:
+def group_runs(instance: DagsterInstance, workflow_key: str, seed_records=(), family_of=None) -> list:
     """RunRecords of a workflow instance (oldest first), shadow runs excluded."""
-    from shadow_dagster.tags import WORKFLOW_TAG, is_shadow_run
+    from shadow_dagster.dagster.instances import members, no_family
+    from shadow_dagster.tags import is_shadow_run
 
-    records = list(instance.get_run_records(filters=RunsFilter(tags={WORKFLOW_TAG: workflow_key})))
-    if not records:
-        records = [r for r in instance.get_run_records(filters=RunsFilter(tags={PARTITION_TAG: workflow_key}))
-                   if WORKFLOW_TAG not in r.dagster_run.tags]
-    if not records:
-        records = list(seed_records) or list(instance.get_run_records(filters=RunsFilter(run_ids=[workflow_key])))
-    records = [r for r in records if not is_shadow_run(r.dagster_run.tags)]
+    records = [r for r in members(instance, workflow_key, family_of or no_family, seed_records)
+               if not is_shadow_run(r.dagster_run.tags)]
     return sorted(records, key=lambda r: (r.start_time or r.create_timestamp.timestamp()))
 
 
-def group_view(instance: DagsterInstance, workflow_key: str, seed_records=()) -> GroupView:
+def group_view(instance: DagsterInstance, workflow_key: str, seed_records=(), family_of=None) -> GroupView:
     """The live instance's runs and steps in start order, labelled like the signal cases."""
     from shadow_dagster.signals.cases import activity_label
 
-    view = GroupView(workflow_key, group_runs(instance, workflow_key, seed_records))
+    view = GroupView(workflow_key, group_runs(instance, workflow_key, seed_records, family_of))
     for rec in view.records:
         run = rec.dagster_run
         for st in instance.get_run_step_stats(run.run_id):
@@ -430,6 +419,7 @@ def resolve_shadow_runs(
     purge: str = "all",
     retention_s: float = 86400.0,
     log=None,
+    family_of=None,
 ) -> list[Resolution]:
     """Settle every launched, unresolved prediction; cancel and clean up the misses; delete settled
     shadow runs that finished more than `retention_s` ago (`purge`: "all", "misses" or "off")."""
@@ -453,7 +443,7 @@ def resolve_shadow_runs(
         for run in runs:
             key = run.tags.get(PARENT_TAG, "")
             if key not in views:
-                views[key] = group_view(instance, key)
+                views[key] = group_view(instance, key, family_of=family_of)
             verdict = _verdict(instance, run, views[key], now, ttl_s, chain_gap_s, divergence_slack,
                                output_store)
             if verdict is None:

@@ -34,6 +34,7 @@ def build_signal_sensor(
     )
     def _signal_sensor(context: SensorEvaluationContext, shadow_signal_store: SignalStoreResource):
         from shadow_dagster.dagster.ingest import ingest
+        from shadow_dagster.dagster.instances import family_resolver
 
         store = shadow_signal_store.get_store()
         report = ingest(
@@ -42,6 +43,7 @@ def build_signal_sensor(
             resolution_ms=shadow_signal_store.resolution_ms,
             page_size=shadow_signal_store.page_size,
             max_seconds=shadow_signal_store.tick_budget_seconds,
+            family_of=family_resolver(context.repository_def),
         )
         report.retention_deleted = store.apply_retention()
         for storage_id, reason in report.skipped[:20]:

@@ -66,8 +66,8 @@ from shadow_dagster.dagster.rollback import (
     recent_shadow_runs,
     record_outcomes,
     resolve_shadow_runs,
-    workflow_key_of,
 )
+from shadow_dagster.dagster.instances import family_resolver, instance_keys, no_family
 from shadow_dagster.fingerprint import Fingerprint
 from shadow_dagster.signals.cases import case_attrs
 from shadow_dagster.speculation.decisions import changed, decisions_of
@@ -164,19 +164,19 @@ def build_catalog(repository_def, shadow_job_name: str = SHADOW_JOB_NAME) -> dic
 
 
 # ------------------------------------------------------------------------------ live instances
-def live_groups(instance, now: float, chain_gap_s: float) -> dict[str, list]:
+def live_groups(instance, now: float, chain_gap_s: float, family_of=no_family) -> dict[str, list]:
     """workflow key -> RunRecords that make the instance live (in flight, or a chain just finished)."""
     groups: dict[str, list] = {}
     recs = list(instance.get_run_records(filters=RunsFilter(statuses=list(IN_FLIGHT - {DagsterRunStatus.CANCELING}))))
     if chain_gap_s > 0:
         after = datetime.fromtimestamp(now - chain_gap_s, tz=timezone.utc)
         recs += [r for r in instance.get_run_records(filters=RunsFilter(
-            statuses=[DagsterRunStatus.SUCCESS], updated_after=after)) if WORKFLOW_TAG in r.dagster_run.tags]
+            statuses=[DagsterRunStatus.SUCCESS], updated_after=after))
+            if WORKFLOW_TAG in r.dagster_run.tags or PARTITION_TAG in r.dagster_run.tags]
+    recs = [r for r in recs if not is_shadow_run(r.dagster_run.tags)]
+    keys = instance_keys(instance, recs, family_of)
     for rec in recs:
-        run = rec.dagster_run
-        if is_shadow_run(run.tags):
-            continue
-        groups.setdefault(workflow_key_of(run.tags) or run.run_id, []).append(rec)
+        groups.setdefault(keys.get(rec.dagster_run.run_id, rec.dagster_run.run_id), []).append(rec)
     return groups
 
 
@@ -439,13 +439,14 @@ def build_speculative_sensor(
         signals, outputs = get_stores()
         for section in ("launched", "predicted"):
             cursor[section] = {k: v for k, v in cursor[section].items() if now - v <= ttl_s}
-        views: dict[str, GroupView] = {}
-        resolved = resolve_shadow_runs(instance, signals, outputs, ttl_s=ttl_s, chain_gap_s=chain_gap_s,
-                                       divergence_slack=divergence_slack, now=now, views=views,
-                                       purge=purge, retention_s=retention_s, log=context.log)
         repo = context.repository_def
         if repo is None:
             raise ValueError("the speculative sensor needs its repository (build_sensor_context(repository_def=...))")
+        family_of = family_resolver(repo)
+        views: dict[str, GroupView] = {}
+        resolved = resolve_shadow_runs(instance, signals, outputs, ttl_s=ttl_s, chain_gap_s=chain_gap_s,
+                                       divergence_slack=divergence_slack, now=now, views=views,
+                                       purge=purge, retention_s=retention_s, log=context.log, family_of=family_of)
         catalog = catalogs.get(id(repo))
         if catalog is None:
             catalog = catalogs[id(repo)] = build_catalog(repo, job_name)
@@ -457,7 +458,8 @@ def build_speculative_sensor(
             prep = preparer.repo(repo, instance)
             settled, open_prep = preparer.settle(prep, instance=instance, signals=signals, log=context.log,
                                                  outcomes=recent, views=views, now=now, ttl_s=ttl_s,
-                                                 chain_gap_s=chain_gap_s, divergence_slack=divergence_slack)
+                                                 chain_gap_s=chain_gap_s, divergence_slack=divergence_slack,
+                                                 family_of=family_of)
 
         load = host_load_per_core() if policy.max_load_per_core is not None else None
         if policy.host_saturated(load):   # shadow work would take CPU from live runs: none this tick
@@ -482,8 +484,8 @@ def build_speculative_sensor(
         total = sum(in_flight.values()) + len(pending)
 
         requests, records, notes, exists_cache, decided = [], [], [], {}, []
-        for key, seed in sorted(live_groups(instance, now, chain_gap_s).items()):
-            view = views.get(key) or group_view(instance, key, seed)
+        for key, seed in sorted(live_groups(instance, now, chain_gap_s, family_of).items()):
+            view = views.get(key) or group_view(instance, key, seed, family_of)
             views[key] = view
             if not view.records:
                 continue

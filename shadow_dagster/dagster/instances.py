@@ -1,0 +1,102 @@
+"""Workflow instance keys of Dagster runs (the rules are in `signals.instances`)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+
+from dagster import DagsterInstance, RunsFilter
+
+from shadow_dagster.signals.instances import RunFacts, assign, explicit_key, partition_of_key
+from shadow_dagster.tags import PARTITION_TAG, WORKFLOW_TAG, is_shadow_run
+
+Family = Callable[[str | None], str | None]
+
+
+def no_family(job_name: str | None) -> str | None:
+    return None
+
+
+def partitions_family(partitions_def) -> str | None:
+    """A stable id of a partitions definition (None for an unpartitioned job)."""
+    if partitions_def is None:
+        return None
+    name = getattr(partitions_def, "name", None)
+    ident = name if type(partitions_def).__name__ == "DynamicPartitionsDefinition" and name else repr(partitions_def)
+    return f"{type(partitions_def).__name__}:{hashlib.sha1(ident.encode()).hexdigest()[:12]}"
+
+
+def family_resolver(repository_def) -> Family:
+    """job name -> partitions family of that job in `repository_def` (None for jobs it lacks)."""
+    if repository_def is None:
+        return no_family
+    cache: dict[str | None, str | None] = {}
+
+    def family_of(job_name: str | None) -> str | None:
+        if job_name not in cache:
+            try:
+                job = repository_def.get_job(job_name) if job_name else None
+            except Exception:  # noqa: BLE001 - a job of another code location: unknown family
+                job = None
+            cache[job_name] = partitions_family(getattr(job, "partitions_def", None))
+        return cache[job_name]
+
+    return family_of
+
+
+def _facts(run, created: float) -> RunFacts:
+    return RunFacts(run.run_id, run.job_name, created, dict(run.tags))
+
+
+def _created(record) -> float:
+    return record.create_timestamp.timestamp()
+
+
+def partition_records(instance: DagsterInstance, partition: str) -> list:
+    """Live RunRecords with Dagster's partition tag `partition` (shadow runs never carry it)."""
+    return [r for r in instance.get_run_records(filters=RunsFilter(tags={PARTITION_TAG: partition}))
+            if not is_shadow_run(r.dagster_run.tags)]
+
+
+def keys_of_partition(records: Iterable, family_of: Family = no_family) -> dict[str, str]:
+    """run id -> instance key for the RunRecords of one partition."""
+    return assign((_facts(r.dagster_run, _created(r)) for r in records), family_of)
+
+
+def instance_keys(instance: DagsterInstance, records: Iterable, family_of: Family = no_family) -> dict[str, str]:
+    """run id -> instance key for `records`, reading the other runs of their partitions once each."""
+    out: dict[str, str] = {}
+    by_partition: dict[str, list] = {}
+    for rec in records:
+        run = rec.dagster_run
+        partition = run.tags.get(PARTITION_TAG)
+        if explicit_key(run.tags) or not partition:
+            out.update(assign([_facts(run, _created(rec))]))
+        else:
+            by_partition.setdefault(partition, []).append(run.run_id)
+    for partition, run_ids in by_partition.items():
+        keys = keys_of_partition(partition_records(instance, partition), family_of)
+        out.update({rid: keys.get(rid, rid) for rid in run_ids})
+    return out
+
+
+def members(instance: DagsterInstance, key: str, family_of: Family = no_family, seed_records=()) -> list:
+    """Live RunRecords of the instance `key`."""
+    tagged = list(instance.get_run_records(filters=RunsFilter(tags={WORKFLOW_TAG: key})))
+    if tagged:
+        return tagged
+    parsed = partition_of_key(key)
+    if parsed is not None:
+        records = partition_records(instance, parsed[0])
+        keys = keys_of_partition(records, family_of)
+        found = [r for r in records if keys.get(r.dagster_run.run_id) == key]
+        if found:
+            return found
+    seeds = list(seed_records)
+    if seeds:
+        keys = instance_keys(instance, seeds, family_of)
+        return [r for r in seeds if keys.get(r.dagster_run.run_id) == key] or seeds
+    by_id = list(instance.get_run_records(filters=RunsFilter(run_ids=[key])))
+    root = list(instance.get_run_records(filters=RunsFilter(tags={"dagster/root_run_id": key})))
+    return [r for r in by_id + root if not is_shadow_run(r.dagster_run.tags)]
+

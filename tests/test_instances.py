@@ -1,0 +1,121 @@
+"""Workflow instances: re-runs and backfills are their own, partitions definitions never merge."""
+
+from __future__ import annotations
+
+import time
+
+import dagster as dg
+
+from shadow_dagster.dagster.ingest import ingest
+from shadow_dagster.dagster.instances import family_resolver, instance_keys, partitions_family
+from shadow_dagster.dagster.live import predict_run
+from shadow_dagster.dagster.rollback import group_view
+from shadow_dagster.dagster.speculative_sensor import live_groups
+from shadow_dagster.signals.cases import cases_from_signals
+from shadow_dagster.signals.instances import RunFacts, assign, partition_of_key
+from shadow_dagster.store.signal_store import SignalStore
+
+P = "2023-01-01"
+
+
+def run(rid, job, t, **tags):
+    return RunFacts(rid, job, t, {"dagster/partition": P, **tags})
+
+
+def test_a_chain_is_one_instance_and_a_rerun_starts_a_new_one():
+    keys = assign([run("a1", "A", 1), run("b1", "B", 2), run("a2", "A", 3), run("b2", "B", 4)])
+    assert keys == {"a1": f"{P}@a1", "b1": f"{P}@a1", "a2": f"{P}@a2", "b2": f"{P}@a2"}
+    assert partition_of_key(keys["b2"]) == (P, "a2")
+
+
+def test_a_backfill_never_joins_the_scheduled_runs_of_its_partition():
+    keys = assign([run("a1", "A", 1), run("bf", "B", 2, **{"dagster/backfill": "x"}), run("b1", "B", 3)])
+    assert keys["bf"] == f"{P}@bf" and keys["b1"] == f"{P}@a1"
+
+
+def test_a_reexecution_joins_its_parent_even_when_its_job_repeats():
+    keys = assign([run("a1", "A", 1), run("a1r", "A", 2, **{"dagster/parent_run_id": "a1"}),
+                   RunFacts("u", "U", 3, {}),
+                   RunFacts("ur", "U", 4, {"dagster/parent_run_id": "u", "dagster/root_run_id": "u"})])
+    assert keys["a1r"] == keys["a1"] == f"{P}@a1"
+    assert keys["u"] == keys["ur"] == "u"
+
+
+def test_jobs_of_different_partitions_definitions_never_merge():
+    family = {"M": "monthly", "MB": "monthly", "W": "weekly"}.get
+    runs = [run("m", "M", 1), run("w", "W", 2), run("mb", "MB", 3)]
+    keys = assign(runs, family)
+    assert keys == {"m": f"{P}@m", "w": f"{P}@w", "mb": f"{P}@m"}
+
+
+def test_the_workflow_tag_names_the_instance():
+    keys = assign([run("a1", "A", 1, **{"shadow_dagster/workflow": "day-1"}), run("a2", "A", 2)])
+    assert keys == {"a1": "day-1", "a2": f"{P}@a2"}
+
+
+# ------------------------------------------------------------------ on real Dagster runs
+monthly = dg.MonthlyPartitionsDefinition(start_date="2023-01-01")
+weekly = dg.WeeklyPartitionsDefinition(start_date="2023-01-01")
+
+
+@dg.asset(partitions_def=monthly)
+def month_raw() -> int:
+    return 1
+
+
+@dg.asset(partitions_def=monthly, deps=[month_raw])
+def month_report() -> None:
+    return None
+
+
+@dg.asset(partitions_def=weekly)
+def week_raw() -> int:
+    return 2
+
+
+defs = dg.Definitions(
+    assets=[month_raw, month_report, week_raw],
+    jobs=[dg.define_asset_job("load_month", [month_raw]), dg.define_asset_job("report_month", [month_report]),
+          dg.define_asset_job("load_week", [week_raw])],
+)
+
+
+def _run(instance, job, **tags):
+    return defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=P, tags=tags).run_id
+
+
+def test_real_runs_rerun_backfill_and_a_weekly_job_with_the_same_key_are_four_instances(instance, tmp_path):
+    repo = defs.get_repository_def()
+    family_of = family_resolver(repo)
+    assert family_of("load_month") == family_of("report_month") == partitions_family(monthly)
+    assert family_of("load_week") != family_of("load_month") and family_of("no_such_job") is None
+
+    first = [_run(instance, "load_month"), _run(instance, "report_month")]
+    week = _run(instance, "load_week")
+    rerun = [_run(instance, "load_month"), _run(instance, "report_month")]
+    backfill = _run(instance, "load_month", **{"dagster/backfill": "bf1"})
+
+    store = SignalStore(f"sqlite:///{tmp_path / 'signals.db'}")
+    try:
+        ingest(instance, store, family_of=family_of)
+        cases = {c.case_id: c.activities for c in cases_from_signals(store.signals())}
+    finally:
+        store.dispose()
+    assert cases == {
+        f"{P}@{first[0]}": ["load_month/month_raw", "report_month/month_report"],
+        f"{P}@{week}": ["load_week/week_raw"],
+        f"{P}@{rerun[0]}": ["load_month/month_raw", "report_month/month_report"],
+        f"{P}@{backfill}": ["load_month/month_raw"],
+    }
+
+    # the live side reads the same instances as the history does
+    view = group_view(instance, f"{P}@{rerun[0]}", family_of=family_of)
+    assert [r.dagster_run.run_id for r in view.records] == rerun
+    assert view.prefix == ["load_month/month_raw", "report_month/month_report"]
+    groups = live_groups(instance, time.time(), 3600.0, family_of)
+    assert {k: sorted(r.dagster_run.run_id for r in v) for k, v in groups.items()} == {
+        f"{P}@{first[0]}": sorted(first), f"{P}@{week}": [week], f"{P}@{rerun[0]}": sorted(rerun),
+        f"{P}@{backfill}": [backfill]}
+    records = list(instance.get_run_records(filters=dg.RunsFilter(run_ids=[rerun[1]])))
+    assert instance_keys(instance, records, family_of) == {rerun[1]: f"{P}@{rerun[0]}"}
+    assert predict_run(instance, rerun[1]).workflow_key == f"{P}@{rerun[0]}"
