@@ -122,10 +122,34 @@ def latest_run(instance, key):
     return event.run_id if event else None
 
 
+LATEST = """{ assetNodes { assetKey { path } assetMaterializations(limit: 1) { runId }
+              latestMaterializationByPartition { runId partition } } }"""
+
+
+def graphql_latest(context) -> dict:
+    """asset -> run ids of its latest materialization overall and per partition, as the UI reads them."""
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    result = execute_dagster_graphql(context, LATEST)
+    assert not result.errors, result.errors
+    return {"/".join(n["assetKey"]["path"]): sorted({m["runId"] for m in n["assetMaterializations"]}
+                                                   | {m["runId"] for m in n["latestMaterializationByPartition"] if m})
+            for n in result.data["assetNodes"]}
+
+
 def test_reuse_with_nothing_live_touched_and_outputs_identical_to_speculation_off(
-        warehouse, tmp_path, instance, monkeypatch):
+        warehouse, tmp_path, instance, monkeypatch, request):
+    import contextlib
+
+    from dagster_graphql.test.utils import define_out_of_process_context
+
     data = tmp_path / "data"
     defs = warehouse(data)
+    monkeypatch.setenv("PYTHONPATH", str(EXAMPLE))          # for the code server the UI's GraphQL reads
+    stack = contextlib.ExitStack()
+    request.addfinalizer(stack.close)
+    ui = stack.enter_context(define_out_of_process_context(
+        str(EXAMPLE / "warehouse_project" / "definitions.py"), None, instance))
     sensor = defs.get_sensor_def("weekly_published_sensor")
 
     def sensor_requests(cursor):
@@ -140,6 +164,8 @@ def test_reuse_with_nothing_live_touched_and_outputs_identical_to_speculation_of
     automation = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     _, sensor_cursor = sensor_requests(None)
     stats_before = latest_run(instance, "manhattan_stats")
+    ui_before = graphql_latest(ui)
+    assert ui_before["manhattan_stats"] == [stats_before] and ui_before["trips_by_week"] == []
     gate = Gate(monkeypatch)
 
     def nothing_live_changed(state, asset):
@@ -147,6 +173,7 @@ def test_reuse_with_nothing_live_touched_and_outputs_identical_to_speculation_of
             assert live_state(data) == state                                 # no live file or table written
             assert latest_run(instance, "manhattan_stats") == stats_before   # no shadow materialization latest
             assert latest_run(instance, "trips_by_week") is None
+            assert graphql_latest(ui) == ui_before                           # nor in the UI's GraphQL
             later = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=automation.cursor)
             assert later.get_num_requested(dg.AssetKey("manhattan_report")) == 0   # eager report not triggered
             assert sensor_requests(sensor_cursor)[0] == []                   # asset sensor not triggered
@@ -167,6 +194,8 @@ def test_reuse_with_nothing_live_touched_and_outputs_identical_to_speculation_of
     assert feb.asset_materializations_for_node("manhattan_stats")[0].metadata[REUSED_FROM].value == stats_shadow.run_id
     week = run_job(defs, instance, "weekly_update_job", "2024-02-04")
     assert week.asset_materializations_for_node("trips_by_week")[0].metadata[REUSED_FROM].value == week_shadow.run_id
+    ui_after = graphql_latest(ui)                                            # the UI shows the live runs
+    assert ui_after["manhattan_stats"] == [feb.run_id] and ui_after["trips_by_week"] == [week.run_id]
     requests, _ = sensor_requests(sensor_cursor)
     assert len(requests) == 1                                                # the live write does trigger it
     run_job(defs, instance, "publish_job")
