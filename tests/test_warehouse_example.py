@@ -3,7 +3,8 @@ and files through resources (`deps=`, `MaterializeResult`, monthly and weekly pa
 `AssetSelection.all()` job, an eager report and an asset sensor downstream of non-critical
 metrics), integrated only as README.md says. Shown on it: shadow outputs reused; live outputs
 identical with speculation on and off; no live file or table written, no shadow materialization
-latest, no automation or sensor triggered while the shadow runs run; user jobs unchanged."""
+latest (instance API and the UI's GraphQL), no automation or sensor triggered while the shadow runs
+run; user jobs unchanged."""
 
 import hashlib
 import subprocess
