@@ -236,5 +236,11 @@ def test_policy_refusals_say_in_words_why_with_the_numbers():
     low = PolicyState(PolicyConfig(min_probability=0.5, max_concurrent=5, max_per_workflow=5))
     below = run_plan([Candidate("etl/clean", 0.3, 100)], policy=low).skipped["etl/clean"]
     assert "probability 0.30" in below and "minimum 0.50" in below
-    for reason in (late, prod, now, value, below):
+    # a step that took no time in its history: nothing to save, whatever the ETA
+    instant = {**CATALOG, "etl/clean": StepInfo(("clean",), critical=False, deps=("raw",), duration_s=0.0)}
+    zero = plan(workflow="etl", workflow_key="day-1", fingerprint_hash="fp1", catalog=instant, available=("raw",),
+                candidates=[Candidate("etl/clean", 0.99, 100)], policy=POLICY).skipped["etl/clean"]
+    assert zero.startswith("policy: no launch: expected saving 0.0 s") and "took 0.0 s in its history" in zero
+    assert "no launch is worth its cost" in zero
+    for reason in (late, prod, now, value, below, zero):
         assert "inf" not in reason and "threshold" not in reason

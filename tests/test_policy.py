@@ -123,3 +123,14 @@ def test_launch_estimate_learns_the_observed_latency():
     assert update_launch_estimate(2.0, [-5.0, float("nan"), float("inf")]) == 2.0   # skew and junk ignored
     with pytest.raises(ValueError, match="q must lie"):
         update_launch_estimate(None, [1.0], q=2)
+
+
+def test_a_refusal_for_no_saving_says_why_no_launch_is_worth_it():
+    """Nothing to save: the reason says in words that no cost can be worth it, never 'threshold inf'."""
+    state = PolicyState(PolicyConfig(min_probability=0.0))
+    assert state.threshold(0.0, 3.0) == math.inf            # the number behind the words
+    reason = state.refusal(0.9, 0.0, 3.0)
+    assert reason.startswith("expected saving 0.0 s") and "no launch is worth it" in reason
+    assert "any cost exceeds that saving" in reason and "3.0 s" in reason
+    assert "inf" not in reason and "threshold" not in reason
+    assert state.refusal(0.9, 10.0, 1.0) is None             # worth it: no reason

@@ -262,8 +262,10 @@ def plan(
             0.0, cand.eta_s - sum(durations[1:])), launch_overhead_s, policy.config.deadline_margin)
         refusal = policy.refusal(cand.probability, saving, cost)
         if refusal is not None:
-            if saving <= 0 and durations[0] > 0 and cand.probability >= policy.config.min_probability:
-                refusal = _too_late(cand.eta_s, durations, launch_overhead_s)
+            if saving <= 0 and cand.probability >= policy.config.min_probability:
+                refusal = (_too_late(cand.eta_s, durations, launch_overhead_s) if durations[0] > 0
+                           else f"expected saving 0.0 s: the step took 0.0 s in its history, so a right guess "
+                                f"saves no live time and no launch is worth its cost ({cost:.1f} s)")
             out.skipped[act] = f"policy: no launch: {refusal}"
             continue
         assets = tuple(dict.fromkeys(a for x in acts for a in catalog[x].assets))

@@ -181,7 +181,8 @@ class PolicyState:
         if probability < cfg.min_probability:
             return f"probability {probability:.2f} is below the minimum {cfg.min_probability:.2f}"
         if saving_s <= 0:
-            return "expected saving 0.0 s: nothing to gain"
+            return (f"expected saving 0.0 s: a right guess would save no live time, so no launch is worth it "
+                    f"(any cost exceeds that saving; this one costs {cost_s:.1f} s)")
         p = self.adjusted(probability)
         calibrated = (f" (predicted {probability:.2f}, calibrated x{self.calibration:.2f} by recent outcomes)"
                       if abs(p - probability) > 5e-3 else "")
