@@ -12,7 +12,7 @@ from shadow_dagster.dagster.live import predict_run
 from shadow_dagster.dagster.rollback import group_view
 from shadow_dagster.dagster.speculative_sensor import live_groups
 from shadow_dagster.signals.cases import cases_from_signals
-from shadow_dagster.signals.instances import RunFacts, assign, partition_of_key
+from shadow_dagster.signals.instances import RunFacts, assign, partition_of_key, schedule_of_key, scheduled_key
 from shadow_dagster.store.signal_store import SignalStore
 
 P = "2023-01-01"
@@ -51,6 +51,16 @@ def test_jobs_of_different_partitions_definitions_never_merge():
 def test_the_workflow_tag_names_the_instance():
     keys = assign([run("a1", "A", 1, **{"shadow_dagster/workflow": "day-1"}), run("a2", "A", 2)])
     assert keys == {"a1": "day-1", "a2": f"{P}@a2"}
+
+
+def test_a_scheduled_run_anchors_its_instance_on_its_tick_so_its_key_is_known_before_it_exists():
+    at = {"dagster/schedule_name": "nightly", ".dagster/scheduled_execution_time": "2026-01-02T00:00:00+00:00"}
+    keys = assign([run("s", "S", 1, **at), run("t", "T", 2), RunFacts("u", "U", 3, at)])
+    assert keys["s"] == keys["t"] == scheduled_key("nightly", "2026-01-02T00:00:00+00:00", P)
+    assert keys["u"] == scheduled_key("nightly", "2026-01-02T00:00:00+00:00", None)
+    assert schedule_of_key(keys["s"]) == ("nightly", "2026-01-02T00:00:00+00:00", P)
+    assert schedule_of_key(keys["u"]) == ("nightly", "2026-01-02T00:00:00+00:00", None)
+    assert schedule_of_key(f"{P}@a1") is None and schedule_of_key("day-1") is None
 
 
 # ------------------------------------------------------------------ on real Dagster runs

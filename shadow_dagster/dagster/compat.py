@@ -27,6 +27,10 @@ PRIVATE = {
     "AssetKeyPartitionKey": ("dagster._core.definitions.events", "AssetKeyPartitionKey"),
     "LoadingContextForTest": ("dagster._core.loader", "LoadingContextForTest"),
     "CachingInstanceQueryer": ("dagster._utils.caching_instance_queryer", "CachingInstanceQueryer"),
+    # the next tick of a schedule's cron string, as Dagster's scheduler computes it
+    "get_next_cron_tick": ("dagster._utils.schedules", "get_next_cron_tick"),
+    "InstigatorType": ("dagster._core.scheduler.instigation", "InstigatorType"),
+    "InstigatorStatus": ("dagster._core.scheduler.instigation", "InstigatorStatus"),
     # the ContextVar `with DagsterInstance` sets: an instance entered and never exited (or exited out
     # of order) leaves it holding a disposed instance's storage, and every later Definitions load fails
     "CURRENT_DEFS_STATE_STORAGE": ("dagster._core.storage.defs_state.base", "_current_storage"),

@@ -7,7 +7,16 @@ from collections.abc import Callable, Iterable
 
 from dagster import DagsterInstance, RunsFilter
 
-from shadow_dagster.signals.instances import RunFacts, assign, explicit_key, partition_of_key
+from shadow_dagster.signals.instances import (
+    ROOT_RUN_TAG,
+    SCHEDULE_TAG,
+    SCHEDULED_AT_TAG,
+    RunFacts,
+    assign,
+    explicit_key,
+    partition_of_key,
+    schedule_of_key,
+)
 from shadow_dagster.tags import PARTITION_TAG, WORKFLOW_TAG, is_shadow_run
 
 Family = Callable[[str | None], str | None]
@@ -70,7 +79,13 @@ def instance_keys(instance: DagsterInstance, records: Iterable, family_of: Famil
     for rec in records:
         run = rec.dagster_run
         partition = run.tags.get(PARTITION_TAG)
+        root = run.tags.get(ROOT_RUN_TAG)
         if explicit_key(run.tags) or not partition:
+            if root and not explicit_key(run.tags):   # a re-execution: the key of the run it repeats
+                found = list(instance.get_run_records(filters=RunsFilter(run_ids=[root])))
+                if found:
+                    out[run.run_id] = assign([_facts(found[0].dagster_run, _created(found[0]))])[root]
+                    continue
             out.update(assign([_facts(run, _created(rec))]))
         else:
             by_partition.setdefault(partition, []).append(run.run_id)
@@ -92,11 +107,30 @@ def members(instance: DagsterInstance, key: str, family_of: Family = no_family, 
         found = [r for r in records if keys.get(r.dagster_run.run_id) == key]
         if found:
             return found
+    scheduled = schedule_of_key(key)
+    if scheduled is not None and scheduled[2] is None:     # an unpartitioned scheduled run, re-executions
+        name, at, _ = scheduled
+        first = [r for r in instance.get_run_records(filters=RunsFilter(tags={SCHEDULE_TAG: name,
+                                                                              SCHEDULED_AT_TAG: at}))
+                 if not is_shadow_run(r.dagster_run.tags)]
+        again = [r for f in first for r in instance.get_run_records(
+            filters=RunsFilter(tags={ROOT_RUN_TAG: f.dagster_run.run_id}))]
+        return first + again
+    if scheduled is not None:
+        return []                                           # not launched yet
     seeds = list(seed_records)
     if seeds:
         keys = instance_keys(instance, seeds, family_of)
         return [r for r in seeds if keys.get(r.dagster_run.run_id) == key] or seeds
     by_id = list(instance.get_run_records(filters=RunsFilter(run_ids=[key])))
-    root = list(instance.get_run_records(filters=RunsFilter(tags={"dagster/root_run_id": key})))
+    root = list(instance.get_run_records(filters=RunsFilter(tags={ROOT_RUN_TAG: key})))
     return [r for r in by_id + root if not is_shadow_run(r.dagster_run.tags)]
 
+
+
+def upcoming_key(instance: DagsterInstance, job_name: str, partition: str | None, tags: dict, created: float,
+                 family_of: Family = no_family) -> str:
+    """The instance key a run not launched yet will have (a run a schedule requests, say)."""
+    facts = RunFacts("", job_name, created, {**tags, PARTITION_TAG: partition} if partition else dict(tags))
+    records = partition_records(instance, partition) if partition and not explicit_key(tags) else []
+    return assign([*(_facts(r.dagster_run, _created(r)) for r in records), facts], family_of)[""]

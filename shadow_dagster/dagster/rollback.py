@@ -57,6 +57,7 @@ TARGETS_TAG = PREFIX + "targets"              # shadow run: JSON list of the act
 POSITION_TAG = PREFIX + "position"            # shadow run: index the activity was expected at
 PREFIX_LEN_TAG = PREFIX + "prefix_length"     # shadow run: live steps started when it was predicted
 PREDICTED_AT_TAG = PREFIX + "predicted_at"    # shadow run: epoch seconds of the prediction
+SCHEDULED_FOR_TAG = PREFIX + "scheduled_for"  # shadow run for a run a schedule launches: its tick (epoch s)
 SHADOW_WORKFLOW_TAG = PREFIX + "shadow_of"    # shadow run: the workflow (job of the first live run)
 OUTCOME_RUN_PREFIX = "prediction:"
 STAGES = ("predicted", "launched", "hit", "miss", "prefetch", "warmup", "used", "release", "purged")
@@ -174,10 +175,11 @@ class GroupView:
     workflow_key: str
     records: list = field(default_factory=list)          # RunRecords, oldest first
     steps: list[tuple[float, str, str | None, str]] = field(default_factory=list)  # (start, activity, status, run)
+    planned: str | None = None    # the workflow of an instance not started yet (a scheduled run)
 
     @property
     def workflow(self) -> str:
-        return self.records[0].dagster_run.job_name
+        return self.records[0].dagster_run.job_name if self.records else (self.planned or "")
 
     @property
     def executed(self) -> list[tuple[float, str, str | None, str]]:
@@ -359,7 +361,11 @@ def _verdict(instance, run, view: GroupView, now: float, ttl_s: float, chain_gap
         late = _late(run, view, activity, targets, outputs, now, late_grace_s)
         if late:
             return Verdict("miss", late)
-    if status is None:
+    tick = _scheduled_run_pending(tags, view) if status is None else 0.0
+    if tick:                      # planned for a run a schedule launches: wait for it to start
+        if now - tick > chain_gap_s:
+            return Verdict("miss", f"the schedule launched no run within {chain_gap_s:.0f}s of its tick")
+    elif status is None:
         if view.failed:
             return Verdict("miss", view.failed)
         start = int(tags.get(PREFIX_LEN_TAG, "0"))
@@ -373,6 +379,21 @@ def _verdict(instance, run, view: GroupView, now: float, ttl_s: float, chain_gap
     if status != "IN_PROGRESS" and now - predicted_at > ttl_s:
         return Verdict("miss", f"prediction expired after {ttl_s:.0f}s")
     return None
+
+
+def _scheduled_run_pending(tags, view: GroupView) -> float:
+    """The tick (epoch s) of the scheduled run a shadow run was planned for while no run of the
+    instance carries that tick yet; 0.0 otherwise."""
+    from datetime import datetime, timezone
+
+    from shadow_dagster.signals.instances import SCHEDULED_AT_TAG
+
+    try:
+        tick = float(tags.get(SCHEDULED_FOR_TAG, ""))
+    except ValueError:
+        return 0.0
+    iso = datetime.fromtimestamp(tick, tz=timezone.utc).isoformat()
+    return 0.0 if any(r.dagster_run.tags.get(SCHEDULED_AT_TAG) == iso for r in view.records) else tick
 
 
 def recent_shadow_runs(instance: DagsterInstance, created_after: float) -> list:

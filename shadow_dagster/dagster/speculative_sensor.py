@@ -56,6 +56,7 @@ from shadow_dagster.dagster.rollback import (
     PREFIX_LEN_TAG,
     PURGE_MODES,
     RESOLVED,
+    SCHEDULED_FOR_TAG,
     SHADOW_WORKFLOW_TAG,
     TARGETS_TAG,
     GroupView,
@@ -67,7 +68,8 @@ from shadow_dagster.dagster.rollback import (
     record_outcomes,
     resolve_shadow_runs,
 )
-from shadow_dagster.dagster.instances import family_resolver, instance_keys, no_family
+from shadow_dagster.dagster.instances import family_resolver, instance_keys, no_family, upcoming_key
+from shadow_dagster.dagster.scheduled import upcoming_runs
 from shadow_dagster.fingerprint import Fingerprint
 from shadow_dagster.signals.cases import case_attrs
 from shadow_dagster.speculation.decisions import changed, decisions_of
@@ -267,6 +269,25 @@ def _candidates(fp: Fingerprint, view: GroupView, attrs: dict, now: float, horiz
     return expand(predict, prefix, horizon=horizon, min_probability=min_probability)
 
 
+def _scheduled_candidates(fp: Fingerprint, prefix: list[str], attrs: dict, lead_s: float, horizon: int,
+                          min_probability: float) -> list[Candidate]:
+    """The next steps of an instance (`prefix` so far) whose next run a schedule launches in
+    `lead_s` seconds: the steps right after the prefix start at the tick at the soonest (ETAs count
+    from now); later ones add the fingerprint's soonest ETA."""
+    def predict(path):
+        pred = fp.predict(path, attrs, None)
+        if not pred.ok:
+            return []
+        at_tick = list(path) == list(prefix)
+        out = []
+        for s in pred.steps:
+            eta = s.eta_seconds if s.early_eta_seconds is None else s.early_eta_seconds
+            out.append((s.activity, s.probability, max(0.0, lead_s) if at_tick else eta))
+        return out
+
+    return expand(predict, prefix, horizon=horizon, min_probability=min_probability)
+
+
 def _available(instance, view: GroupView, catalog: dict[str, StepInfo], workflow_acts: set[str],
                needed: set[str], partition: str | None, cache: dict) -> set[str]:
     """Assets the instance's finished steps produced, plus needed assets no step of the workflow makes."""
@@ -362,6 +383,7 @@ def build_speculative_sensor(
     max_tick_share: float | None = None,
     report_interval_s: float | None = 60.0,
     report_window_days: float = 30.0,
+    schedule_horizon_s: float | None = 900.0,
 ):
     """The speculative sensor (default RUNNING). `job` (or `job_name`) is the shadow asset job; its
     shadow runs are runs of `shadow_runner_job`, which the sensor targets (and so registers).
@@ -388,6 +410,8 @@ def build_speculative_sensor(
     the `speculation_report` asset and decisions or outcomes changed, the sensor logs its
     materialization at most that often (the report over `report_window_days`), so the report
     refreshes itself without a run.
+    `schedule_horizon_s` (None: off): a run that a running schedule requests at a tick within this
+    many seconds is planned for like a live instance that has not started (`dagster.scheduled`).
     """
     policy = policy or PolicyConfig()
     if not isinstance(policy, PolicyConfig):
@@ -404,6 +428,9 @@ def build_speculative_sensor(
     if report_interval_s is not None and (isinstance(report_interval_s, bool) or
                                           not isinstance(report_interval_s, (int, float)) or report_interval_s < 0):
         raise ValueError(f"report_interval_s must be a number of seconds >= 0 or None, got {report_interval_s!r}")
+    if schedule_horizon_s is not None and (isinstance(schedule_horizon_s, bool) or
+                                           not isinstance(schedule_horizon_s, (int, float)) or schedule_horizon_s < 0):
+        raise ValueError(f"schedule_horizon_s must be a number of seconds >= 0 or None, got {schedule_horizon_s!r}")
     if job is not None:
         job_name = job.name
     preparer = Preparer(PrepareConfig(prefetch=prefetch, prefetch_budget_bytes=prefetch_budget_bytes,
@@ -484,7 +511,67 @@ def build_speculative_sensor(
         total = sum(in_flight.values()) + len(pending)
 
         requests, records, notes, exists_cache, decided = [], [], [], {}, []
-        for key, seed in sorted(live_groups(instance, now, chain_gap_s, family_of).items()):
+
+        def plan_instance(key: str, workflow: str, view: GroupView, fp: Fingerprint, cands: list[Candidate],
+                          partition: str | None, live_jobs: set[str], extra_tags: dict | None = None) -> None:
+            nonlocal total
+            durations = {a: d.mean for a, d in fp.timing.duration.items()}
+            local = {a: StepInfo(i.assets, i.critical, i.deps, durations.get(a), i.partitioned, i.refusal)
+                     for a, i in catalog.items()}
+            needed = {d for c in cands if c.activity in local for d in local[c.activity].deps}
+            available = _available(instance, view, local, set(fp.vocab.activities), needed, partition, exists_cache)
+            result = plan(workflow=workflow, workflow_key=key, fingerprint_hash=fp.content_hash,
+                          candidates=cands, catalog=local, available=available, done=set(view.prefix),
+                          policy=state, prefix_length=len(view.prefix),
+                          in_flight_total=total, in_flight_workflow=in_flight.get(key, 0),
+                          already_launched=existing | set(cursor["launched"]),
+                          partition_key=partition, launch_overhead_s=overhead,
+                          launches_this_tick=len(requests), live_jobs=live_jobs)
+            if preparer.active and view.records:
+                recs, prep_notes = preparer.prepare(
+                    prep, budget, instance=instance, log=context.log, workflow_key=key, view=view,
+                    fingerprint_hash=fp.content_hash, candidates=cands, catalog=local, available=available,
+                    partition=partition, open_ids=open_prep, now=now)
+                prepared.extend(recs)
+                notes.extend(prep_notes)
+            decided.extend(changed(decisions_of(result, cands, workflow=workflow, workflow_key=key,
+                                                fingerprint_hash=fp.content_hash, now_ms=int(now * 1000)), written))
+            notes.extend(f"{key}: {act}: {why}" for act, why in result.skipped.items()
+                         if not why.startswith(("critical", "already")))
+            if not cands and view.in_progress:
+                notes.append(f"{key}: no prediction after {view.prefix[-3:]}")
+            for act, why in result.skipped.items():
+                if why.startswith(("policy", "cap")):
+                    pid = prediction_id(key, act, fp.content_hash)
+                    if pid not in cursor["predicted"]:
+                        cursor["predicted"][pid] = now
+                        prob = next((c.probability for c in cands if c.activity == act), None)
+                        records.append(OutcomeRecord(pid, "predicted", int(now * 1000), workflow=workflow,
+                                                     workflow_key=key, activity=act, probability=prob,
+                                                     reason=why))
+            for work in result.work:
+                own = catalog[work.activity].assets
+                tags = {
+                    PARENT_TAG: key, PROBABILITY_TAG: f"{work.probability:.6f}", ACTIVITY_TAG: work.activity,
+                    TARGETS_TAG: json.dumps(list(own)), POSITION_TAG: str(work.position),
+                    PREFIX_LEN_TAG: str(len(view.prefix)), PREDICTED_AT_TAG: f"{now:.3f}",
+                    SHADOW_WORKFLOW_TAG: workflow,
+                    # its own workflow key: a shadow run never joins the live instance's case
+                    WORKFLOW_TAG: "shadow:" + work.prediction_id, **(extra_tags or {}),
+                }
+                requests.append(shadow_request(work.assets, work.partition_key, prediction_id=work.prediction_id,
+                                               tags=tags, run_key=work.run_key, asset_job=job_name))
+                cursor["launched"][work.prediction_id] = now
+                cursor["predicted"][work.prediction_id] = now
+                total += 1
+                in_flight[key] = in_flight.get(key, 0) + 1
+                for stage in ("predicted", "launched"):
+                    records.append(OutcomeRecord(work.prediction_id, stage, int(now * 1000), workflow=workflow,
+                                                 workflow_key=key, activity=work.activity,
+                                                 probability=work.probability))
+
+        groups = live_groups(instance, now, chain_gap_s, family_of)
+        for key, seed in sorted(groups.items()):
             view = views.get(key) or group_view(instance, key, seed, family_of)
             views[key] = view
             if not view.records:
@@ -497,62 +584,29 @@ def build_speculative_sensor(
             start_s = view.steps[0][0] if view.steps else now
             attrs = case_attrs(first.tags, start_s)
             cands = _candidates(fp, view, attrs, now, horizon, policy.min_probability)
-            durations = {a: d.mean for a, d in fp.timing.duration.items()}
-            local = {a: StepInfo(i.assets, i.critical, i.deps, durations.get(a), i.partitioned, i.refusal)
-                     for a, i in catalog.items()}
-            needed = {d for c in cands if c.activity in local for d in local[c.activity].deps}
-            partition = first.tags.get(PARTITION_TAG)
-            available = _available(instance, view, local, set(fp.vocab.activities), needed, partition, exists_cache)
-            result = plan(workflow=view.workflow, workflow_key=key, fingerprint_hash=fp.content_hash,
-                          candidates=cands, catalog=local, available=available, done=set(view.prefix),
-                          policy=state, prefix_length=len(view.prefix),
-                          in_flight_total=total, in_flight_workflow=in_flight.get(key, 0),
-                          already_launched=existing | set(cursor["launched"]),
-                          partition_key=partition, launch_overhead_s=overhead,
-                          launches_this_tick=len(requests),
-                          live_jobs={r.dagster_run.job_name for r in view.records if not r.dagster_run.is_finished})
-            if preparer.active:
-                recs, prep_notes = preparer.prepare(
-                    prep, budget, instance=instance, log=context.log, workflow_key=key, view=view,
-                    fingerprint_hash=fp.content_hash, candidates=cands, catalog=local, available=available,
-                    partition=partition, open_ids=open_prep, now=now)
-                prepared.extend(recs)
-                notes.extend(prep_notes)
-            decided += changed(decisions_of(result, cands, workflow=view.workflow, workflow_key=key,
-                                            fingerprint_hash=fp.content_hash, now_ms=int(now * 1000)), written)
-            notes.extend(f"{key}: {act}: {why}" for act, why in result.skipped.items()
-                         if not why.startswith(("critical", "already")))
-            if not cands and view.in_progress:
-                notes.append(f"{key}: no prediction after {view.prefix[-3:]}")
-            for act, why in result.skipped.items():
-                if why.startswith(("policy", "cap")):
-                    pid = prediction_id(key, act, fp.content_hash)
-                    if pid not in cursor["predicted"]:
-                        cursor["predicted"][pid] = now
-                        prob = next((c.probability for c in cands if c.activity == act), None)
-                        records.append(OutcomeRecord(pid, "predicted", int(now * 1000), workflow=view.workflow,
-                                                     workflow_key=key, activity=act, probability=prob,
-                                                     reason=why))
-            for work in result.work:
-                own = catalog[work.activity].assets
-                tags = {
-                    PARENT_TAG: key, PROBABILITY_TAG: f"{work.probability:.6f}", ACTIVITY_TAG: work.activity,
-                    TARGETS_TAG: json.dumps(list(own)), POSITION_TAG: str(work.position),
-                    PREFIX_LEN_TAG: str(len(view.prefix)), PREDICTED_AT_TAG: f"{now:.3f}",
-                    SHADOW_WORKFLOW_TAG: view.workflow,
-                    # its own workflow key: a shadow run never joins the live instance's case
-                    WORKFLOW_TAG: "shadow:" + work.prediction_id,
-                }
-                requests.append(shadow_request(work.assets, work.partition_key, prediction_id=work.prediction_id,
-                                               tags=tags, run_key=work.run_key, asset_job=job_name))
-                cursor["launched"][work.prediction_id] = now
-                cursor["predicted"][work.prediction_id] = now
-                total += 1
-                in_flight[key] = in_flight.get(key, 0) + 1
-                for stage in ("predicted", "launched"):
-                    records.append(OutcomeRecord(work.prediction_id, stage, int(now * 1000), workflow=view.workflow,
-                                                 workflow_key=key, activity=work.activity,
-                                                 probability=work.probability))
+            plan_instance(key, view.workflow, view, fp, cands, first.tags.get(PARTITION_TAG),
+                          {r.dagster_run.job_name for r in view.records if not r.dagster_run.is_finished})
+        if schedule_horizon_s is not None:
+            jobs = {a.split("/", 1)[0] for a, i in catalog.items() if not i.critical}
+            busy = {r.dagster_run.job_name for recs in groups.values() for r in recs if not r.dagster_run.is_finished}
+            for up in upcoming_runs(instance, repo, now, schedule_horizon_s, jobs, notes):
+                key = upcoming_key(instance, up.job_name, up.partition, up.run_tags, up.tick_s, family_of)
+                if key in groups:
+                    continue                  # a live instance: planned above
+                view = views.get(key) or group_view(instance, key, family_of=family_of)
+                views[key] = view
+                view.planned = view.planned or up.job_name
+                fp = fingerprints.get(view.workflow)
+                if fp is None or fp.reason is not None or not fp.content_hash:
+                    notes.append(f"{key}: no usable fingerprint for {view.workflow}")
+                    continue
+                first = view.records[0].dagster_run.tags if view.records else up.run_tags
+                attrs = case_attrs(first, view.steps[0][0] if view.steps else up.tick_s)
+                cands = [c for c in _scheduled_candidates(fp, view.prefix, attrs, up.tick_s - now, horizon,
+                                                          policy.min_probability)
+                         if c.activity.split("/", 1)[0] == up.job_name]
+                plan_instance(key, view.workflow, view, fp, cands, up.partition, busy,
+                              {SCHEDULED_FOR_TAG: f"{up.tick_s:.0f}"})
         stored = record_outcomes(signals, records + prepared)
         signals.write_decisions(decided)
         news = any(d.differs_from(written.get(d.prediction_id)) for d in decided)   # not ETA refreshes

@@ -8,8 +8,12 @@ partition. The rules, applied to runs in creation order:
   its root run's);
 - a run with a partition key joins the newest instance of the same partition, partitions
   definition and backfill, unless that instance already holds a run of the same job. Then it
-  is a re-run, and it starts an instance of its own. Key: `<partition>@<first run id>`;
-- any other run is an instance of its own, keyed by its run id.
+  is a re-run, and it starts an instance of its own. Key: `<partition>@<anchor>`;
+- any other run is an instance of its own, keyed by its run id (`@<anchor>` when scheduled).
+
+The anchor of an instance is its first run: the run id, or `<schedule>#<tick>` for a run a
+schedule launched (Dagster's schedule name and scheduled execution time tags). A scheduled run's
+key is therefore known before the run exists, so the speculative sensor can plan for it.
 
 So a re-run or a backfill of a partition never joins the runs it repeats, and a monthly and a
 weekly job whose keys coincide never merge (when `family_of` can tell their partitions apart).
@@ -23,9 +27,12 @@ from dataclasses import dataclass
 from shadow_dagster.tags import PARTITION_TAG, WORKFLOW_TAG
 
 PARENT_RUN_TAG = "dagster/parent_run_id"
+SCHEDULE_TAG = "dagster/schedule_name"
+SCHEDULED_AT_TAG = ".dagster/scheduled_execution_time"   # ISO 8601, UTC, as Dagster's scheduler writes it
 ROOT_RUN_TAG = "dagster/root_run_id"
 BACKFILL_TAG = "dagster/backfill"
 SEP = "@"
+TICK = "#"
 
 
 @dataclass(frozen=True)
@@ -46,10 +53,28 @@ def explicit_key(tags: Mapping[str, str]) -> str | None:
     return tags.get(WORKFLOW_TAG) or None
 
 
+def schedule_anchor(tags: Mapping[str, str]) -> str | None:
+    """`<schedule>#<tick>` for a run a schedule launched, else None."""
+    name, at = tags.get(SCHEDULE_TAG), tags.get(SCHEDULED_AT_TAG)
+    return f"{name}{TICK}{at}" if name and at else None
+
+
+def scheduled_key(schedule: str, tick_iso: str, partition: str | None) -> str:
+    """The key the run `schedule` launches at `tick_iso` will have, when it starts an instance."""
+    return f"{partition or ''}{SEP}{schedule}{TICK}{tick_iso}"
+
+
 def partition_of_key(key: str) -> tuple[str, str] | None:
-    """(partition, first run id) of a partition instance key; None for any other key."""
+    """(partition, anchor) of a partition instance key; None for any other key."""
     partition, sep, anchor = key.rpartition(SEP)
     return (partition, anchor) if sep and partition and anchor else None
+
+
+def schedule_of_key(key: str) -> tuple[str, str, str | None] | None:
+    """(schedule, tick ISO, partition or None) of a scheduled instance key; None for any other key."""
+    partition, sep, anchor = key.rpartition(SEP)
+    name, tick, at = anchor.partition(TICK)
+    return (name, at, partition or None) if sep and tick and name and at else None
 
 
 def assign(runs: Iterable[RunFacts], family_of: Callable[[str | None], str | None] = lambda job: None,
@@ -69,12 +94,14 @@ def assign(runs: Iterable[RunFacts], family_of: Callable[[str | None], str | Non
         elif parent and parent in keys:
             keys[run.run_id] = keys[parent]
         elif run.partition is None:
-            keys[run.run_id] = run.tags.get(ROOT_RUN_TAG) or run.run_id
+            anchor = schedule_anchor(run.tags)
+            keys[run.run_id] = run.tags.get(ROOT_RUN_TAG) or (f"{SEP}{anchor}" if anchor else run.run_id)
         else:
             group = (family_of(run.job_name), run.partition, run.tags.get(BACKFILL_TAG, ""))
             current = open_.get(group)
             if current is None or run.job_name in current[1]:
-                current = open_[group] = (f"{run.partition}{SEP}{run.run_id}", set())
+                anchor = schedule_anchor(run.tags) or run.run_id
+                current = open_[group] = (f"{run.partition}{SEP}{anchor}", set())
             current[1].add(run.job_name)
             keys[run.run_id] = current[0]
     return {r: k for r, k in keys.items() if not known or r not in known}
