@@ -42,6 +42,8 @@ bench: install
 	$(BIN)/shadow-dagster bench speculation
 	$(BIN)/shadow-dagster bench tick-curve
 	$(BIN)/shadow-dagster bench load
+	$(BIN)/shadow-dagster bench warehouse --burners 0
+	$(BIN)/shadow-dagster bench warehouse --burners 2
 	$(BIN)/shadow-dagster bench reliability --trials 100
 
 clean:

@@ -231,6 +231,24 @@ def bench_speculation(instances, history, work_s, compute, tick_s, as_json) -> N
     run(as_json, instances=instances, history=history, work_s=work_s, tick_s=tick_s, compute=compute)
 
 
+@bench.command("warehouse")
+@click.option("--months", default=2, show_default=True, type=click.IntRange(1, 2),
+              help="months after the January history (each: a monthly run and its four weekly runs)")
+@click.option("--trips", default=20_000, show_default=True, type=click.IntRange(100, 10_000_000),
+              help="trip records per month")
+@click.option("--query-s", default=2.0, show_default=True, type=click.FloatRange(0, 60),
+              help="seconds a remote warehouse takes to answer each metric query")
+@click.option("--burners", default=2, show_default=True, type=click.IntRange(0, 16),
+              help="CPU-burning processes beside the benchmark (a busy host)")
+@click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
+@user_errors
+def bench_warehouse(months, trips, query_s, burners, as_json) -> None:
+    """examples/warehouse with speculation off and on: reuse, safety checks and weekly-run wall time."""
+    from shadow_dagster.bench.warehouse import run
+
+    run(as_json, months=months, trips_per_month=trips, query_s=query_s, burners=burners, echo=click.echo)
+
+
 @bench.command("tick-curve")
 @click.option("--live", "ns", default="10,100,1000", show_default=True, help="live instance counts, comma-separated")
 @click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")

@@ -4,6 +4,8 @@ they are marked non-critical (safe to pre-execute); what publishes to readers st
 import csv
 import io
 import json
+import os
+import time
 
 import dagster as dg
 
@@ -12,6 +14,19 @@ from warehouse_project.defs.assets.trips import taxi_trips, taxi_zones
 from warehouse_project.defs.partitions import weekly_partition
 
 SAFE = {"shadow_dagster/critical": "false"}
+
+
+def remote_warehouse_latency() -> None:
+    """WAREHOUSE_QUERY_S (default 0): the seconds a remote warehouse takes to answer a metric query.
+    The local DuckDB file answers at once; this stands for the warehouse a real project queries."""
+    raw = os.environ.get("WAREHOUSE_QUERY_S", "0")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < 3600:
+        raise ValueError(f"WAREHOUSE_QUERY_S must be a number of seconds in [0, 3600), got {raw!r}")
+    time.sleep(seconds)
 
 
 @dg.asset(deps=[taxi_trips, taxi_zones], group_name="metrics", code_version="1", tags=SAFE)
@@ -23,6 +38,7 @@ def manhattan_stats(database: ShadowDuckDBResource, files: ShadowFiles) -> dg.Ma
                         FROM trips t JOIN zones z USING (zone_id)
                         WHERE z.borough = 'Manhattan' GROUP BY z.zone ORDER BY z.zone""")
         rows = conn.execute("SELECT zone, trips, fares FROM manhattan_stats ORDER BY zone").fetchall()
+        remote_warehouse_latency()
     path = files.path("outputs", "manhattan_stats.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps([{"zone": z, "trips": n, "fares": f} for z, n, f in rows], indent=1))
@@ -48,6 +64,7 @@ def trips_by_week(context: dg.AssetExecutionContext, database: ShadowDuckDBResou
             "SELECT count(*), round(coalesce(sum(total_amount), 0), 2), round(coalesce(sum(trip_distance), 0), 2) "
             "FROM trips WHERE pickup_datetime >= ? AND pickup_datetime < ?",
             [window.start.replace(tzinfo=None), window.end.replace(tzinfo=None)]).fetchone()
+        remote_warehouse_latency()
     path = files.path("outputs", "trips_by_week.csv")
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = list(csv.DictReader(io.StringIO(path.read_text()))) if path.exists() else []
