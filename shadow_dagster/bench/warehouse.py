@@ -191,6 +191,19 @@ def _fit_fingerprints(on: Mode) -> list[str]:
     return fitted
 
 
+def _decision(week: str) -> str:
+    """The sensor's stored decision for the weekly step of `week`, in its words."""
+    from shadow_dagster.store.engine import default_url
+    from shadow_dagster.store.signal_store import SignalStore
+
+    store = SignalStore(default_url())
+    try:
+        mine = [d for d in store.decisions() if str(d.workflow_key).startswith(f"{week}@")]
+    finally:
+        store.dispose()
+    return f"not pre-executed: {mine[-1].reason}" if mine else ""
+
+
 def _family(mode: Mode):
     from shadow_dagster.dagster.instances import family_resolver
 
@@ -233,7 +246,7 @@ def run(as_json: bool = False, *, months: int = 2, trips_per_month: int = 20_000
                       DAGSTER_HOME=str(root / "on" / "home"))
     state: dict = {"week": None}
     speculation = {"launch_overhead_s": 0.0, "report_interval_s": None, "warmup": False}
-    shadow_runs, live_writes, latest_seen, walls_shadow = 0, 0, 0, []
+    shadow_runs, live_writes, latest_seen, walls_shadow, skipped = 0, 0, 0, [], []
     try:
         off = Mode("off", root, speculation=speculation, state=state)
         on = Mode("on", root, speculation=speculation, state=state)
@@ -278,8 +291,10 @@ def run(as_json: bool = False, *, months: int = 2, trips_per_month: int = 20_000
                     for mode in ((off, on) if len(off.weekly_walls) % 2 == 0 else (on, off)):
                         mode.weekly(week, tick_iso)
                         mode.publish()
+                    why = "" if tick.run_requests else f" ({_decision(week) or tick.skip_message[:200]})"
                     echo(f"{week}: weekly run off {off.weekly_walls[-1]:.2f}s, on {on.weekly_walls[-1]:.2f}s, "
-                         f"{len(tick.run_requests or [])} shadow run(s)")
+                         f"{len(tick.run_requests or [])} shadow run(s){why}")
+                    skipped.extend([why] if why else [])
             for _ in range(2):   # settle the last predictions
                 spec_cursor = sensor.evaluate_tick(build_sensor_context(
                     instance=on.instance, cursor=spec_cursor, repository_def=on.repo)).cursor
@@ -294,7 +309,7 @@ def run(as_json: bool = False, *, months: int = 2, trips_per_month: int = 20_000
                               "on": round(statistics.mean(on.weekly_walls), 3)},
             "live_wall_s": {"off": round(off.wall, 3), "on": round(on.wall, 3)},
             "shadow_run_wall_s": round(statistics.mean(walls_shadow), 3) if walls_shadow else None,
-            "weeks": len(on.weekly_walls), "query_s": query_s, "trips_per_month": trips_per_month,
+            "weeks": len(on.weekly_walls), "weeks_without_shadow_run": len(skipped), "query_s": query_s, "trips_per_month": trips_per_month,
             "burners": burners,
         }
         for mode in (off, on):

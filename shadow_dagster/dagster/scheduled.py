@@ -72,7 +72,8 @@ def next_tick(schedule, now: float) -> float:
 def upcoming_runs(instance, repo, now: float, horizon_s: float, jobs: set[str], notes: list[str]) -> list[Upcoming]:
     """Runs that running schedules of `jobs` request at a tick within `horizon_s` of `now`.
 
-    A schedule that fails to evaluate adds a note and is left out: it never stops the tick."""
+    Evaluated afresh on every call, as the answer for a tick may depend on what the instance holds
+    by then. A schedule that fails to evaluate adds a note and is left out: it never stops the tick."""
     from dagster import build_schedule_context
 
     out = []
