@@ -39,7 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "warehouse"
@@ -159,26 +158,28 @@ class Mode:
             self.run("publish_job")
 
     def weekly(self, week: str, tick_iso: str) -> None:
-        _, wall = self.run("weekly_update_job", week, {"dagster/schedule_name": SCHEDULE,
-                                                       ".dagster/scheduled_execution_time": tick_iso})
+        from shadow_dagster.signals.instances import SCHEDULE_TAG, SCHEDULED_AT_TAG
+
+        _, wall = self.run("weekly_update_job", week, {SCHEDULE_TAG: SCHEDULE, SCHEDULED_AT_TAG: tick_iso})
         self.weekly_walls.append(wall)
 
 
-def _next_tick_iso(now: float) -> tuple[float, str]:
-    tick = (int(now) // 60 + 1) * 60.0
-    return tick, datetime.fromtimestamp(tick, tz=timezone.utc).isoformat()
+def _next_tick(now: float) -> float:
+    """The bench schedule's (every minute) first tick after `now`."""
+    return (int(now) // 60 + 1) * 60.0
 
 
 def _fit_fingerprints(on: Mode) -> list[str]:
     from shadow_dagster.dagster.fingerprints import fingerprint_path
     from shadow_dagster.dagster.ingest import ingest
+    from shadow_dagster.dagster.instances import family_resolver
     from shadow_dagster.fingerprint import Fingerprint
     from shadow_dagster.signals.cases import cases_from_signals
     from shadow_dagster.store.engine import default_url
     from shadow_dagster.store.signal_store import SignalStore
 
     store = SignalStore(default_url())
-    ingest(on.instance, store, resolution_ms=1, family_of=_family(on))
+    ingest(on.instance, store, resolution_ms=1, family_of=family_resolver(on.repo))
     cases = cases_from_signals(store.signals(), executed_only=True)
     store.dispose()
     fitted = []
@@ -204,12 +205,6 @@ def _decision(week: str) -> str:
     return f"not pre-executed: {mine[-1].reason}" if mine else ""
 
 
-def _family(mode: Mode):
-    from shadow_dagster.dagster.instances import family_resolver
-
-    return family_resolver(mode.repo)
-
-
 def _shadow_latest(on: Mode) -> int:
     """1 if a shadow run is any asset's latest materialization or the asset sensor asks for a run."""
     from shadow_dagster.tags import is_shadow_run
@@ -227,10 +222,11 @@ def run(as_json: bool = False, *, months: int = 2, trips_per_month: int = 20_000
     """Run the benchmark; returns (and with `as_json` prints last) the figures."""
     from dagster import build_sensor_context
 
-    from shadow_dagster.dagster.rollback import read_outcomes
+    from shadow_dagster.dagster.rollback import SCHEDULED_FOR_TAG, read_outcomes
     from shadow_dagster.dagster.shadow_runner import execute_shadow_request
     from shadow_dagster.dagster.speculative_sensor import SPECULATIVE_SENSOR_NAME
     from shadow_dagster.store.engine import default_url
+    from shadow_dagster.signals.instances import tick_iso
     from shadow_dagster.store.signal_store import SignalStore
 
     if not 1 <= months <= len(MONTHS) - 1:
@@ -269,16 +265,15 @@ def run(as_json: bool = False, *, months: int = 2, trips_per_month: int = 20_000
                     mode.run("trip_update_job", month)
                 for week in WEEKS[month]:
                     now = time.time()
-                    if _next_tick_iso(now)[0] - now < margin_s:       # the same lead for every week
-                        time.sleep(_next_tick_iso(now)[0] - now + 0.5)
+                    if _next_tick(now) - now < margin_s:       # the same lead for every week
+                        time.sleep(_next_tick(now) - now + 0.5)
                     state["week"] = week
                     tick = sensor.evaluate_tick(build_sensor_context(instance=on.instance, cursor=spec_cursor,
                                                                      repository_def=on.repo))
                     spec_cursor = tick.cursor
-                    tick_iso = _next_tick_iso(time.time())[1]
+                    at = tick_iso(_next_tick(time.time()))
                     for req in tick.run_requests or []:
-                        tick_iso = datetime.fromtimestamp(float(req.tags["shadow_dagster/scheduled_for"]),
-                                                          tz=timezone.utc).isoformat()
+                        at = tick_iso(float(req.tags[SCHEDULED_FOR_TAG]))
                         before = live_state(on.data)
                         started = time.perf_counter()
                         execute_shadow_request(on.defs, req, on.instance, run_config={
@@ -289,7 +284,7 @@ def run(as_json: bool = False, *, months: int = 2, trips_per_month: int = 20_000
                         latest_seen += _shadow_latest(on)
                     state["week"] = None
                     for mode in ((off, on) if len(off.weekly_walls) % 2 == 0 else (on, off)):
-                        mode.weekly(week, tick_iso)
+                        mode.weekly(week, at)
                         mode.publish()
                     why = "" if tick.run_requests else f" ({_decision(week) or tick.skip_message[:200]})"
                     echo(f"{week}: weekly run off {off.weekly_walls[-1]:.2f}s, on {on.weekly_walls[-1]:.2f}s, "

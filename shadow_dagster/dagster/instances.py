@@ -53,12 +53,9 @@ def family_resolver(repository_def) -> Family:
     return family_of
 
 
-def _facts(run, created: float) -> RunFacts:
-    return RunFacts(run.run_id, run.job_name, created, dict(run.tags))
-
-
-def _created(record) -> float:
-    return record.create_timestamp.timestamp()
+def _facts(record) -> RunFacts:
+    run = record.dagster_run
+    return RunFacts(run.run_id, run.job_name, record.create_timestamp.timestamp(), dict(run.tags))
 
 
 def partition_records(instance: DagsterInstance, partition: str) -> list:
@@ -69,7 +66,7 @@ def partition_records(instance: DagsterInstance, partition: str) -> list:
 
 def keys_of_partition(records: Iterable, family_of: Family = no_family) -> dict[str, str]:
     """run id -> instance key for the RunRecords of one partition."""
-    return assign((_facts(r.dagster_run, _created(r)) for r in records), family_of)
+    return assign(map(_facts, records), family_of)
 
 
 def instance_keys(instance: DagsterInstance, records: Iterable, family_of: Family = no_family) -> dict[str, str]:
@@ -84,9 +81,9 @@ def instance_keys(instance: DagsterInstance, records: Iterable, family_of: Famil
             if root and not explicit_key(run.tags):   # a re-execution: the key of the run it repeats
                 found = list(instance.get_run_records(filters=RunsFilter(run_ids=[root])))
                 if found:
-                    out[run.run_id] = assign([_facts(found[0].dagster_run, _created(found[0]))])[root]
+                    out[run.run_id] = assign([_facts(found[0])])[root]
                     continue
-            out.update(assign([_facts(run, _created(rec))]))
+            out.update(assign([_facts(rec)]))
         else:
             by_partition.setdefault(partition, []).append(run.run_id)
     for partition, run_ids in by_partition.items():
@@ -127,10 +124,9 @@ def members(instance: DagsterInstance, key: str, family_of: Family = no_family, 
     return [r for r in by_id + root if not is_shadow_run(r.dagster_run.tags)]
 
 
-
 def upcoming_key(instance: DagsterInstance, job_name: str, partition: str | None, tags: dict, created: float,
                  family_of: Family = no_family) -> str:
     """The instance key a run not launched yet will have (a run a schedule requests, say)."""
     facts = RunFacts("", job_name, created, {**tags, PARTITION_TAG: partition} if partition else dict(tags))
     records = partition_records(instance, partition) if partition and not explicit_key(tags) else []
-    return assign([*(_facts(r.dagster_run, _created(r)) for r in records), facts], family_of)[""]
+    return assign([*map(_facts, records), facts], family_of)[""]

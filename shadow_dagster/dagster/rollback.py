@@ -384,15 +384,13 @@ def _verdict(instance, run, view: GroupView, now: float, ttl_s: float, chain_gap
 def _scheduled_run_pending(tags, view: GroupView) -> float:
     """The tick (epoch s) of the scheduled run a shadow run was planned for while no run of the
     instance carries that tick yet; 0.0 otherwise."""
-    from datetime import datetime, timezone
-
-    from shadow_dagster.signals.instances import SCHEDULED_AT_TAG
+    from shadow_dagster.signals.instances import SCHEDULED_AT_TAG, tick_iso
 
     try:
         tick = float(tags.get(SCHEDULED_FOR_TAG, ""))
     except ValueError:
         return 0.0
-    iso = datetime.fromtimestamp(tick, tz=timezone.utc).isoformat()
+    iso = tick_iso(tick)
     return 0.0 if any(r.dagster_run.tags.get(SCHEDULED_AT_TAG) == iso for r in view.records) else tick
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from shadow_dagster.signals.instances import SCHEDULE_TAG, SCHEDULED_AT_TAG, scheduled_key
+from shadow_dagster.signals.instances import SCHEDULE_TAG, SCHEDULED_AT_TAG, scheduled_key, tick_iso
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Upcoming:
 
     @property
     def tick_iso(self) -> str:
-        return datetime.fromtimestamp(self.tick_s, tz=timezone.utc).isoformat()
+        return tick_iso(self.tick_s)
 
     @property
     def key(self) -> str:

@@ -260,13 +260,19 @@ def _candidates(fp: Fingerprint, view: GroupView, attrs: dict, now: float, horiz
         for s in pred.steps:
             # plan with how soon the live run may get there (10 % of past instances were sooner),
             # not the mean: a shadow output that lands after the live step started is wasted
-            eta = s.eta_seconds if s.early_eta_seconds is None else s.early_eta_seconds
+            eta = _soonest_eta(s)
             if live and last_running and s.eta_seconds == 0.0:
                 eta = None   # the running step overran every duration seen: its end is unknown
             out.append((s.activity, s.probability, eta))
         return out
 
     return expand(predict, prefix, horizon=horizon, min_probability=min_probability)
+
+
+def _soonest_eta(step) -> float | None:
+    """How soon the live run may reach a predicted step: its early ETA (10 % of past instances were
+    sooner), else its ETA."""
+    return step.eta_seconds if step.early_eta_seconds is None else step.early_eta_seconds
 
 
 def _scheduled_candidates(fp: Fingerprint, prefix: list[str], attrs: dict, lead_s: float, horizon: int,
@@ -281,8 +287,7 @@ def _scheduled_candidates(fp: Fingerprint, prefix: list[str], attrs: dict, lead_
         at_tick = list(path) == list(prefix)
         out = []
         for s in pred.steps:
-            eta = s.eta_seconds if s.early_eta_seconds is None else s.early_eta_seconds
-            out.append((s.activity, s.probability, max(0.0, lead_s) if at_tick else eta))
+            out.append((s.activity, s.probability, max(0.0, lead_s) if at_tick else _soonest_eta(s)))
         return out
 
     return expand(predict, prefix, horizon=horizon, min_probability=min_probability)
@@ -425,12 +430,9 @@ def build_speculative_sensor(
     if max_tick_share is not None and (isinstance(max_tick_share, bool) or not isinstance(max_tick_share, (int, float))
                                        or not 0 < max_tick_share <= 1):
         raise ValueError(f"max_tick_share must be a number in (0, 1] or None, got {max_tick_share!r}")
-    if report_interval_s is not None and (isinstance(report_interval_s, bool) or
-                                          not isinstance(report_interval_s, (int, float)) or report_interval_s < 0):
-        raise ValueError(f"report_interval_s must be a number of seconds >= 0 or None, got {report_interval_s!r}")
-    if schedule_horizon_s is not None and (isinstance(schedule_horizon_s, bool) or
-                                           not isinstance(schedule_horizon_s, (int, float)) or schedule_horizon_s < 0):
-        raise ValueError(f"schedule_horizon_s must be a number of seconds >= 0 or None, got {schedule_horizon_s!r}")
+    for label, value in (("report_interval_s", report_interval_s), ("schedule_horizon_s", schedule_horizon_s)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            raise ValueError(f"{label} must be a number of seconds >= 0 or None, got {value!r}")
     if job is not None:
         job_name = job.name
     preparer = Preparer(PrepareConfig(prefetch=prefetch, prefetch_budget_bytes=prefetch_budget_bytes,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from shadow_dagster.tags import PARTITION_TAG, WORKFLOW_TAG
 
@@ -59,6 +60,11 @@ def schedule_anchor(tags: Mapping[str, str]) -> str | None:
     return f"{name}{TICK}{at}" if name and at else None
 
 
+def tick_iso(tick_s: float) -> str:
+    """A schedule tick (epoch s) written as Dagster's scheduler writes it in SCHEDULED_AT_TAG."""
+    return datetime.fromtimestamp(tick_s, tz=timezone.utc).isoformat()
+
+
 def scheduled_key(schedule: str, tick_iso: str, partition: str | None) -> str:
     """The key the run `schedule` launches at `tick_iso` will have, when it starts an instance."""
     return f"{partition or ''}{SEP}{schedule}{TICK}{tick_iso}"
@@ -77,14 +83,13 @@ def schedule_of_key(key: str) -> tuple[str, str, str | None] | None:
     return (name, at, partition or None) if sep and tick and name and at else None
 
 
-def assign(runs: Iterable[RunFacts], family_of: Callable[[str | None], str | None] = lambda job: None,
-           known: Mapping[str, str] | None = None) -> dict[str, str]:
+def assign(runs: Iterable[RunFacts], family_of: Callable[[str | None], str | None] = lambda job: None
+           ) -> dict[str, str]:
     """run id -> instance key for `runs` (all runs of the partitions involved, shadow runs left out).
 
-    `family_of(job)` identifies the job's partitions definition (None when unknown); `known`
-    gives keys already decided for parents outside `runs`.
+    `family_of(job)` identifies the job's partitions definition (None when unknown).
     """
-    keys: dict[str, str] = dict(known or {})
+    keys: dict[str, str] = {}
     open_: dict[tuple, tuple[str, set]] = {}          # (family, partition, backfill) -> (key, jobs)
     for run in sorted(runs, key=lambda r: (r.created, r.run_id)):
         explicit = explicit_key(run.tags)
@@ -104,4 +109,4 @@ def assign(runs: Iterable[RunFacts], family_of: Callable[[str | None], str | Non
                 current = open_[group] = (f"{run.partition}{SEP}{anchor}", set())
             current[1].add(run.job_name)
             keys[run.run_id] = current[0]
-    return {r: k for r, k in keys.items() if not known or r not in known}
+    return keys
