@@ -46,6 +46,27 @@ store_option = click.option(
 )
 
 
+def code_location_options(fn):
+    """`-m`/`-f`/`-d` as `dagster dev` takes them; without them, the code location pyproject.toml
+    declares in the working directory. It tells jobs' partitions definitions apart."""
+    fn = click.option("-d", "--working-directory", default=None,
+                      help="folder to import the code location from (default: here)")(fn)
+    fn = click.option("-f", "--python-file", default=None, help="code location: a python file")(fn)
+    return click.option("-m", "--module-name", default=None,
+                        help="code location: a module (default: pyproject.toml's, as `dagster dev`)")(fn)
+
+
+def family_for(module_name, python_file, working_directory):
+    """(job -> partitions family, the code location's description or None)."""
+    from shadow_dagster.dagster.code_location import load_repository, resolve_target
+    from shadow_dagster.dagster.instances import family_resolver, no_family
+
+    target = resolve_target(module_name, python_file, working_directory)
+    if target is None:
+        return no_family, None
+    return family_resolver(load_repository(target)), target.describe()
+
+
 @click.group()
 @click.version_option(__version__, prog_name="shadow-dagster")
 def main() -> None:
@@ -58,22 +79,32 @@ def main() -> None:
 @click.option("--page-size", default=2000, show_default=True)
 @click.option("--max-seconds", default=300.0, show_default=True, help="stop after this long")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+@code_location_options
 @user_errors
-def ingest(store_url, resolution_ms, page_size, max_seconds, as_json) -> None:
-    """One ingestion pass over the event log of the instance in $DAGSTER_HOME."""
+def ingest(store_url, resolution_ms, page_size, max_seconds, as_json, module_name, python_file,
+           working_directory) -> None:
+    """One ingestion pass over the event log of the instance in $DAGSTER_HOME.
+
+    Runs of one partition key form workflow instances per partitions definition, which the code
+    location tells (as the sensor, which runs in it, knows); without one they share the key only."""
     from shadow_dagster.dagster.ingest import check_event_storage
     from shadow_dagster.dagster.ingest import ingest as run_ingest
 
     instance = dagster_instance()
     check_event_storage(instance)      # before the store is created: an unreadable log ingests nothing
+    family_of, location = family_for(module_name, python_file, working_directory)
     store = open_store(store_url)
     report = run_ingest(
-        instance, store, resolution_ms=resolution_ms, page_size=page_size, max_seconds=max_seconds
+        instance, store, resolution_ms=resolution_ms, page_size=page_size, max_seconds=max_seconds,
+        family_of=family_of,
     )
     if as_json:
-        echo_json({**report.__dict__, "skipped": [list(s) for s in report.skipped]})
+        echo_json({**report.__dict__, "skipped": [list(s) for s in report.skipped], "code_location": location})
     else:
         click.echo(report.summary())
+        click.echo(f"partitions definitions from code location {location}" if location else
+                   "no code location (-m/-f, or pyproject.toml here): runs of one partition key are "
+                   "grouped without telling partitions definitions apart")
         for storage_id, reason in report.skipped:
             click.echo(f"  skipped storage_id={storage_id}: {reason}", err=True)
 
@@ -126,12 +157,15 @@ def signals(store_url, run_id, job_name, step_key, workflow_key, since, until, a
 @main.command()
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
+@code_location_options
 @user_errors
-def predict(run_id, as_json) -> None:
+def predict(run_id, as_json, module_name, python_file, working_directory) -> None:
     """Next steps (probability, ETA) and remaining duration of RUN_ID's workflow instance."""
     from shadow_dagster.dagster.live import predict_run
 
-    result = predict_run(dagster_instance(read=True), run_id)
+    instance = dagster_instance(read=True)
+    family_of, _ = family_for(module_name, python_file, working_directory)
+    result = predict_run(instance, run_id, family_of=family_of)
     if as_json:
         echo_json(result.to_dict())
         return

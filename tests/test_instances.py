@@ -129,3 +129,52 @@ def test_real_runs_rerun_backfill_and_a_weekly_job_with_the_same_key_are_four_in
     records = list(instance.get_run_records(filters=dg.RunsFilter(run_ids=[rerun[1]])))
     assert instance_keys(instance, records, family_of) == {rerun[1]: f"{P}@{rerun[0]}"}
     assert predict_run(instance, rerun[1]).workflow_key == f"{P}@{rerun[0]}"
+
+
+def test_the_cli_reads_partitions_definitions_from_the_code_location(instance, tmp_path, monkeypatch):
+    """`ingest` and `predict` load the code location (`-f`, or pyproject.toml as `dagster dev`), so a
+    monthly and a weekly job with the same key are two instances there too; without one, one."""
+    import json
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from shadow_dagster.cli import main
+    from shadow_dagster.dagster.code_location import from_pyproject
+
+    month, week = _run(instance, "load_month"), _run(instance, "load_week")
+    here = str(Path(__file__).resolve())
+
+    def ingest(store, *args):
+        done = CliRunner().invoke(main, ["ingest", "--json", "--store-url", f"sqlite:///{tmp_path / store}", *args])
+        assert done.exit_code == 0, done.output
+        s = SignalStore(f"sqlite:///{tmp_path / store}")
+        try:
+            return json.loads(done.output.strip().splitlines()[-1]), sorted(
+                (c.case_id, tuple(c.activities)) for c in cases_from_signals(s.signals()))
+        finally:
+            s.dispose()
+
+    monkeypatch.chdir(tmp_path)                   # no pyproject.toml here: no code location
+    report, cases = ingest("plain.db")
+    assert report["code_location"] is None and cases == [(f"{P}@{month}", ("load_month/month_raw", "load_week/week_raw"))]
+    report, cases = ingest("located.db", "-f", here)
+    assert report["code_location"] == f"-f {here}"
+    assert cases == sorted([(f"{P}@{month}", ("load_month/month_raw",)), (f"{P}@{week}", ("load_week/week_raw",))])
+    done = CliRunner().invoke(main, ["predict", week, "--json", "-f", here])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output.strip().splitlines()[-1])["workflow_key"] == f"{P}@{week}"
+
+    # as `dagster dev` in a project folder: [tool.dagster] module_name, or a dg project's definitions
+    (tmp_path / "pyproject.toml").write_text('[tool.dagster]\nmodule_name = "test_instances"\n'
+                                             f'working_directory = "{Path(here).parent}"\n')
+    target = from_pyproject(tmp_path)
+    assert (target.module_name, target.working_directory) == ("test_instances", str(Path(here).parent))
+    assert ingest("project.db")[0]["code_location"] == "-m test_instances"
+    (tmp_path / "pyproject.toml").write_text('[tool.dg.project]\nroot_module = "my_project"\n')
+    assert from_pyproject(tmp_path).module_name == "my_project.definitions"
+
+    # a code location that does not load: one line, and no store created
+    done = CliRunner().invoke(main, ["ingest", "--store-url", f"sqlite:///{tmp_path / 'bad.db'}", "-m", "no_such_mod"])
+    assert done.exit_code != 0 and "code location -m no_such_mod does not load" in done.output
+    assert len(done.output.strip().splitlines()) == 1 and not (tmp_path / "bad.db").exists()

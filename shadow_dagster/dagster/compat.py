@@ -31,6 +31,14 @@ PRIVATE = {
     "get_next_cron_tick": ("dagster._utils.schedules", "get_next_cron_tick"),
     "InstigatorType": ("dagster._core.scheduler.instigation", "InstigatorType"),
     "InstigatorStatus": ("dagster._core.scheduler.instigation", "InstigatorStatus"),
+    # loading a code location in process, as `dagster dev -m/-f` does (for the CLI's partitions families)
+    "CodePointer": ("dagster._core.code_pointer", "CodePointer"),
+    "initialize_repository_def_from_pointer": ("dagster._core.definitions.reconstruct",
+                                               "initialize_repository_def_from_pointer"),
+    "loadable_targets_from_python_module": ("dagster._core.workspace.autodiscovery",
+                                            "loadable_targets_from_python_module"),
+    "loadable_targets_from_python_file": ("dagster._core.workspace.autodiscovery",
+                                          "loadable_targets_from_python_file"),
     # the ContextVar `with DagsterInstance` sets: an instance entered and never exited (or exited out
     # of order) leaves it holding a disposed instance's storage, and every later Definitions load fails
     "CURRENT_DEFS_STATE_STORAGE": ("dagster._core.storage.defs_state.base", "_current_storage"),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from dagster import DagsterInstance, RunsFilter
 
-from shadow_dagster.dagster.instances import instance_keys
+from shadow_dagster.dagster.instances import instance_keys, no_family
 from shadow_dagster.dagster.rollback import group_view
 from shadow_dagster.fingerprint import Prediction
 from shadow_dagster.signals.cases import case_attrs
@@ -52,7 +52,8 @@ class RunPrediction:
                 **self.prediction.to_dict()}
 
 
-def predict_run(instance: DagsterInstance, run_id: str, *, now: float | None = None) -> RunPrediction:
+def predict_run(instance: DagsterInstance, run_id: str, *, now: float | None = None,
+                family_of=no_family) -> RunPrediction:
     """Predict the next steps of the workflow instance `run_id` belongs to.
 
     The instance is read exactly as the speculative sensor reads it (`group_view`), so the CLI
@@ -64,8 +65,8 @@ def predict_run(instance: DagsterInstance, run_id: str, *, now: float | None = N
     if record is None:
         raise ValueError(f"no run {run_id!r} in this Dagster instance")
     run = record.dagster_run
-    key = instance_keys(instance, [record]).get(run.run_id, run.run_id)
-    view = group_view(instance, key, seed_records=[record])
+    key = instance_keys(instance, [record], family_of).get(run.run_id, run.run_id)
+    view = group_view(instance, key, seed_records=[record], family_of=family_of)
     now = _now() if now is None else now       # the moment the view describes
     workflow = view.workflow if view.records else run.job_name
     elapsed = max(0.0, now - view.executed[-1][0]) if view.executed else None
