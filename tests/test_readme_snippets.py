@@ -55,9 +55,10 @@ def project(tmp_path, monkeypatch):
 
 
 def test_readme_snippets_load_as_written(project):
-    """Every README block that calls with_shadow, as a code location of its own (one module-scope
+    """Every README (and docs/integration.md) block that calls with_shadow, as a code location of its own (one module-scope
     Definitions each, checked by Dagster's own loader)."""
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    text = (ROOT / "README.md").read_text() + (ROOT / "docs" / "integration.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S)
               if "with_shadow" in b]
     assert len(blocks) >= 3
     args = []
