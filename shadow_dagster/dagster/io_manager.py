@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import (
     ConfigurableIOManagerFactory,
@@ -30,7 +30,6 @@ from shadow_dagster.dagster.shadow_env import ShadowSafe
 from shadow_dagster.dagster.step_provenance import compute_step_provenance
 from shadow_dagster.speculation.atomic import ContentMismatch, atomic_copy, atomic_write
 from shadow_dagster.speculation.isolation import ShadowIsolationError, check_disjoint, check_outside
-from shadow_dagster.speculation.outputs import ShadowOutputStore
 from shadow_dagster.speculation.prefetch import DEFAULT_MAX_BYTES, PrefetchCache
 from shadow_dagster.speculation.provenance import is_provenance_key
 from shadow_dagster.store.engine import default_url
@@ -43,6 +42,9 @@ SHADOW_PATH_META = PREFIX + "shadow_path"
 PREFETCH_HIT_META = PREFIX + "prefetched"           # input metadata: read from the prefetch cache
 PREFETCH_BYTES_META = PREFIX + "prefetched_bytes"
 
+if TYPE_CHECKING:
+    from shadow_dagster.speculation.outputs import ShadowOutputStore
+
 _stores: dict[tuple, ShadowOutputStore] = {}
 
 
@@ -50,6 +52,8 @@ def get_store(shadow_dir: str, store_url: str, live_root: str) -> ShadowOutputSt
     """One store (and engine) per process for a given configuration."""
     key = (os.path.abspath(shadow_dir), store_url, os.path.abspath(live_root))
     if key not in _stores:
+        from shadow_dagster.speculation.outputs import ShadowOutputStore   # SQLAlchemy: on first use
+
         _stores[key] = ShadowOutputStore(shadow_dir, store_url, forbidden_roots=[live_root])
     return _stores[key]
 

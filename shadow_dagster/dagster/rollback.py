@@ -31,16 +31,12 @@ import time
 from datetime import timezone
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import sqlalchemy as sa
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from shadow_dagster.signals.model import SignalRow
-from shadow_dagster.speculation.outputs import ShadowOutputStore, delete_shadow_outputs
 from shadow_dagster.speculation.policy import Outcome
-from shadow_dagster.store import schema
-from shadow_dagster.store.signal_store import SignalStore
 from shadow_dagster.tags import (
     PARENT_TAG,
     PREDICTION_TAG,
@@ -51,6 +47,10 @@ from shadow_dagster.tags import (
     SHADOW_TAG,
     shadow_partition,
 )
+
+if TYPE_CHECKING:   # the stores import SQLAlchemy: loaded when used, not with the code location
+    from shadow_dagster.speculation.outputs import ShadowOutputStore
+    from shadow_dagster.store.signal_store import SignalStore
 
 ACTIVITY_TAG = PREFIX + "activity"            # shadow run: the predicted activity ("job/step")
 TARGETS_TAG = PREFIX + "targets"              # shadow run: JSON list of the activity's own asset keys
@@ -130,6 +130,10 @@ class OutcomeRecord:
 def read_outcomes(store: SignalStore, *, since_ms: int | None = None,
                   prediction_ids: Iterable[str] | None = None) -> list[OutcomeRecord]:
     """Outcome records, oldest first."""
+    import sqlalchemy as sa
+
+    from shadow_dagster.store import schema
+
     t = schema.signals
     q = sa.select(t.c.tags).where(t.c.kind == "outcome")
     if since_ms is not None:
@@ -475,6 +479,8 @@ def resolve_shadow_runs(
                 res.cancelled = cancel_shadow_run(instance, run)
                 res.seconds_wasted = _wasted(instance, run, now)
                 if output_store is not None:
+                    from shadow_dagster.speculation.outputs import delete_shadow_outputs
+
                     res.outputs_deleted = delete_shadow_outputs(output_store, prediction_id=pid)
                     res.outputs_deleted += delete_shadow_outputs(output_store, run_id=run.run_id)
             out.append(res)

@@ -5,6 +5,7 @@ the refit job's `speculation_report` op logs it too."""
 
 
 import json
+from typing import TYPE_CHECKING
 
 from dagster import AssetKey, AssetSpec, MetadataValue, RunsFilter
 
@@ -12,8 +13,10 @@ from shadow_dagster.dagster.reported import Reported, reported_asset
 from shadow_dagster.dagster.rollback import ACTIVITY_TAG, RESOLVED, policy_outcomes, read_outcomes
 from shadow_dagster.speculation.policy import PolicyConfig, PolicyState
 from shadow_dagster.store.engine import default_url
-from shadow_dagster.store.signal_store import SignalStore
 from shadow_dagster.tags import PARENT_TAG, PREDICTION_TAG, PROBABILITY_TAG, SHADOW_TAG
+
+if TYPE_CHECKING:
+    from shadow_dagster.store.signal_store import SignalStore
 
 
 def speculation_totals(records, policy: PolicyConfig | None = None) -> dict:
@@ -138,7 +141,7 @@ def instances_markdown(decisions, records, shadow_runs: dict[str, str], *, insta
     return "\n".join(parts).strip()
 
 
-def report_metadata(instance, store: SignalStore, policy: PolicyConfig | None = None,
+def report_metadata(instance, store: "SignalStore", policy: PolicyConfig | None = None,
                     window_days: float = 30.0, now: float | None = None) -> dict:
     """The report's metadata: totals, recent shadow runs, and what was predicted and decided per
     live instance."""
@@ -166,6 +169,8 @@ def build_speculation_report(*, signal_store_url: str | None = None, policy: Pol
     its decisions or outcomes changed (`report_interval_s`), so it refreshes itself."""
 
     def _report(context) -> dict:
+        from shadow_dagster.store.signal_store import SignalStore
+
         store = SignalStore(signal_store_url or default_url())
         try:
             return report_metadata(context.instance, store, policy, window_days)

@@ -22,6 +22,7 @@ import json
 import os
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from datetime import datetime, timezone
 
 from dagster import (
@@ -70,14 +71,11 @@ from shadow_dagster.dagster.rollback import (
 )
 from shadow_dagster.dagster.instances import family_resolver, instance_keys, no_family, upcoming_key
 from shadow_dagster.dagster.scheduled import upcoming_runs
-from shadow_dagster.fingerprint import Fingerprint
 from shadow_dagster.signals.cases import case_attrs
 from shadow_dagster.speculation.decisions import changed, decisions_of
-from shadow_dagster.speculation.outputs import ShadowOutputStore
 from shadow_dagster.speculation.planner import Candidate, StepInfo, expand, plan, prediction_id
 from shadow_dagster.speculation.policy import PolicyConfig, PolicyState, update_launch_estimate
 from shadow_dagster.store.engine import default_url
-from shadow_dagster.store.signal_store import SignalStore
 from shadow_dagster.tags import (
     PARENT_TAG,
     PARTITION_TAG,
@@ -87,6 +85,9 @@ from shadow_dagster.tags import (
     WORKFLOW_TAG,
     is_shadow_run,
 )
+
+if TYPE_CHECKING:   # numpy and SQLAlchemy: loaded at the first tick, not with the code location
+    from shadow_dagster.fingerprint import Fingerprint
 
 SPECULATIVE_SENSOR_NAME = "shadow_speculative_sensor"
 REPORT_JOB = "shadow_dagster_report"
@@ -194,6 +195,8 @@ class _FingerprintCache:
             return None
         hit = self.cache.get(workflow)
         if hit is None or hit[0] != mtime:
+            from shadow_dagster.fingerprint import Fingerprint
+
             hit = self.cache[workflow] = (mtime, Fingerprint.load(path))
         return hit[1]
 
@@ -448,6 +451,9 @@ def build_speculative_sensor(
             home = os.environ.get("DAGSTER_HOME")
             url = signal_store_url or default_url()
             out_dir = shadow_dir or (os.path.join(home, "shadow_dagster", "outputs") if home else None)
+            from shadow_dagster.speculation.outputs import ShadowOutputStore
+            from shadow_dagster.store.signal_store import SignalStore
+
             stores["signals"] = SignalStore(url)
             stores["outputs"] = ShadowOutputStore(out_dir, output_store_url or default_url()) if out_dir else None
         return stores["signals"], stores["outputs"]
