@@ -283,6 +283,27 @@ def bench_warehouse(months, trips, query_s, burners, as_json) -> None:
     run(as_json, months=months, trips_per_month=trips, query_s=query_s, burners=burners, echo=click.echo)
 
 
+@bench.command("overhead")
+@click.option("--samples", default=5, show_default=True, type=click.IntRange(1, 50),
+              help="code-location loads per side (fresh interpreters, alternating)")
+@click.option("--runs", default=3, show_default=True, type=click.IntRange(1, 20),
+              help="runs of the 3-step multiprocess job per side")
+@click.option("--iters", default=200_000, show_default=True, type=click.IntRange(1, 100_000_000),
+              help="sha256 rounds of each step")
+@click.option("--burners", default=0, show_default=True, type=click.IntRange(0, 16),
+              help="CPU-burning processes beside the benchmark (a busy host)")
+@click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
+@user_errors
+def bench_overhead(samples, runs, iters, burners, as_json) -> None:
+    """What the integration costs: code-location load time and a live run, integrated vs plain."""
+    from shadow_dagster.bench.overhead import run
+
+    out = run(samples=samples, runs=runs, iters=iters, burners=burners, echo=click.echo)
+    click.echo(f"import_s_added {out['import_s_added']:.3f} s, live_run_ratio {out['live_run_ratio']:.4f}")
+    if as_json:
+        echo_json(out)
+
+
 @bench.command("tick-curve")
 @click.option("--live", "ns", default="10,100,1000", show_default=True, help="live instance counts, comma-separated")
 @click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
