@@ -9,6 +9,7 @@ import pytest
 
 from shadow_dagster.speculation.atomic import ContentMismatch
 from shadow_dagster.speculation.isolation import ShadowIsolationError
+from shadow_dagster.speculation.object_paths import may_hold
 from shadow_dagster.speculation.outputs import (
     COMPLETE,
     DELETED,
@@ -48,6 +49,16 @@ def test_write_is_complete_and_read_back_verified(store):
     assert store.find_for_run("run-1", "asset", None).provenance_key == K1
     assert store.find_for_run("run-2", "asset", None) is None
     assert not list(store.root.rglob(".shadow-tmp-*"))
+
+
+def test_may_hold_tells_without_the_database_which_keys_have_no_payload(store):
+    """The live reuse check opens no store for a key with no payload file (the usual case)."""
+    assert not may_hold(store.root, K1)                  # an empty store: not even its folders exist
+    _write(store, K1)
+    assert may_hold(store.root, K1) and not may_hold(store.root, K2)
+    assert not may_hold(store.root, "a" * 63)            # a prefix of a key is another key
+    delete_shadow_outputs(store, run_id="run-1")
+    assert not may_hold(store.root, K1) and store.get_reusable(K1) is None
 
 
 def test_tampered_file_fails_verification(store):

@@ -257,6 +257,11 @@ def default_store(instance) -> ShadowOutputStore:
     return get_store(shadow_dir, store_url, instance.storage_directory())
 
 
+def default_shadow_dir(instance) -> str:
+    """The default store's root, without opening the store."""
+    return ShadowIOManager().dirs(instance)[1]
+
+
 def overlay_io_manager(original, live_key: str):
     """An IO manager definition that, in a run of the shadow runner, stands in for the user's own
     IO manager `original` (bound under `live_key`): outputs go to the default shadow store, inputs

@@ -27,6 +27,7 @@ from shadow_dagster.dagster.io_manager import (
     DATA_VERSION_META,
     PROVENANCE_KEY_META,
     ShadowLiveIOManager,
+    default_shadow_dir,
     default_store,
     deserialize,
 )
@@ -35,6 +36,7 @@ from shadow_dagster.dagster.step_provenance import compute_step_provenance
 from shadow_dagster.envs.record import PromotionIncomplete
 from shadow_dagster.envs.record import loads as effects_record
 from shadow_dagster.speculation.atomic import ContentMismatch
+from shadow_dagster.speculation.object_paths import may_hold
 from shadow_dagster.tags import CONTENT_HASH, REUSED_FROM, SECONDS_SAVED, is_shadow_run
 
 
@@ -59,11 +61,15 @@ def try_reuse(step_context, asset_key, *, values: bool = True) -> Output | Mater
     if prov.key is None:
         step_context.log.info(f"shadow reuse refused for {prov.asset_key}: {prov.reason}")
         return None
+    io = _io_manager(step_context, asset_key) if values else None
+    # ShadowIOManager keeps values in its own store (it promotes the stored file)
+    own = io.store if isinstance(io, ShadowLiveIOManager) else None
+    roots = [default_shadow_dir(step_context.instance)] + ([own.root] if own is not None else [])
+    if not any(may_hold(root, prov.key) for root in roots):
+        return None                 # no payload with this key anywhere: no store (or SQLAlchemy) opened
     default = store = default_store(step_context.instance)
-    if values:   # ShadowIOManager keeps values in its own store (it promotes the stored file)
-        io = _io_manager(step_context, asset_key)
-        if isinstance(io, ShadowLiveIOManager):
-            store = io.store
+    if own is not None:
+        store = own
     out = store.get_reusable(prov.key)
     if out is None and store is not default:   # effects are always in the default store
         store = default

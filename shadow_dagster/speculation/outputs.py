@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from shadow_dagster.speculation.atomic import TEMP_PREFIX, ContentMismatch, atomic_write, read_verified
 from shadow_dagster.speculation.isolation import check_outside
+from shadow_dagster.speculation.object_paths import object_path
 from shadow_dagster.speculation.provenance import content_hash
 from shadow_dagster.store.engine import create_engine, create_schema
 
@@ -97,7 +98,7 @@ class ShadowOutputStore:
     # -- writing -----------------------------------------------------------------------------
     def object_path(self, provenance_key: str, digest: str) -> Path:
         """Where a payload lives: content-addressed within its provenance key, so rows and files agree."""
-        return self.root / "objects" / provenance_key[:2] / f"{provenance_key}.{digest[:16]}"
+        return object_path(self.root, provenance_key, digest)
 
     def write(
         self,
