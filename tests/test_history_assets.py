@@ -232,3 +232,16 @@ def test_merge_adds_no_step_to_an_all_assets_user_job(tmp_path, dagster_home):
                                         "workflow_graph"]
     assert {k.to_user_string() for k in merged.resolve_asset_graph().get_all_asset_keys()} == {
         "orders", "features", *reported}
+
+
+def test_the_refit_never_competes_with_live_runs_for_the_host(instance, defs):
+    """One process (no step process loading the code location per op), behind live runs in the run
+    queue, its ops in a pool of their own; and a real refit run really gets the low priority."""
+    from shadow_dagster.dagster.reported import POOL
+
+    job = defs.resolve_job_def(REFIT_JOB)
+    assert job.executor_def.name == dg.in_process_executor.name
+    assert job.tags["dagster/priority"] == "-10"
+    assert {node.definition.pool for node in job.graph.nodes} == {POOL}
+    run = instance.get_run_by_id(job.execute_in_process(instance=instance).run_id)
+    assert run.tags["dagster/priority"] == "-10"

@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from dagster import AssetMaterialization, AssetSpec, In, Nothing, OpDefinition, Out, job, op
+from dagster import AssetMaterialization, AssetSpec, In, Nothing, OpDefinition, Out, in_process_executor, job, op
+
+# Reporting never competes with live runs for the host: one process (no step process per op, each
+# loading the code location), queued behind live runs, its ops in a concurrency pool of their own
+# that a deployment can limit (`dagster instance concurrency set shadow_dagster 1`).
+POOL = "shadow_dagster"
+RUN_TAGS = {"dagster/priority": "-10"}
 
 
 @dataclass(frozen=True)
@@ -28,7 +34,7 @@ def reported_asset(spec: AssetSpec, compute: Callable[..., dict], *,
     name = spec.key.path[-1]
 
     @op(name=name, ins={"after": In(Nothing)}, out=Out(Nothing), description=spec.description,
-        required_resource_keys=set(resource_keys))
+        required_resource_keys=set(resource_keys), pool=POOL)
     def _report(context):
         context.log_event(AssetMaterialization(spec.key, metadata=compute(context)))
 
@@ -36,7 +42,8 @@ def reported_asset(spec: AssetSpec, compute: Callable[..., dict], *,
 
 
 def reporting_job(name: str, reported: list[Reported], *, description: str | None = None):
-    """A job running the reports in the order given, each after the one before."""
+    """A job running the reports in the order given, each after the one before, in one process at
+    low run priority."""
     if not reported:
         raise ValueError(f"job {name!r} needs at least one reported asset")
 
@@ -46,4 +53,4 @@ def reporting_job(name: str, reported: list[Reported], *, description: str | Non
             previous = r.op() if previous is None else r.op(after=previous)
 
     chain.__name__ = name
-    return job(name=name, description=description)(chain)
+    return job(name=name, description=description, executor_def=in_process_executor, tags=RUN_TAGS)(chain)
