@@ -44,6 +44,8 @@ bench: install
 	$(BIN)/shadow-dagster bench load
 	$(BIN)/shadow-dagster bench warehouse --burners 0
 	$(BIN)/shadow-dagster bench warehouse --burners 2
+	$(BIN)/shadow-dagster bench overhead
+	$(BIN)/shadow-dagster bench overhead --burners 2
 	$(BIN)/shadow-dagster bench reliability --trials 100
 
 clean:
