@@ -22,8 +22,8 @@ import json
 import os
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from dagster import (
     AssetKey,
