@@ -15,6 +15,7 @@ SELECTION_TAG = PREFIX + "selection"        # shadow run: JSON list of every ass
 SHADOW_PARTITION_TAG = PREFIX + "partition"  # shadow run: the partition it executes (never dagster/partition)
 INTENSITY_MARKER = PREFIX + "intensity"     # log-message marker written by report_intensity()
 OUTPUT_BYTES = PREFIX + "output_bytes"      # output metadata key an IO manager may report
+OWN_RUN_TAG = PREFIX + "own"                # "true" on the refit and report runs: no user workflow
 PARTITION_TAG = "dagster/partition"         # Dagster's run tag for the run's partition key
 
 
@@ -26,6 +27,11 @@ def is_critical(tags: dict | None) -> bool:
 
 def is_shadow_run(run_tags: dict | None) -> bool:
     return str((run_tags or {}).get(SHADOW_TAG, "")).lower() == "true"
+
+
+def is_own_run(run_tags: dict | None) -> bool:
+    """A run shadow-dagster made itself (a shadow run, a refit or report run): never a workflow to learn."""
+    return is_shadow_run(run_tags) or str((run_tags or {}).get(OWN_RUN_TAG, "")).lower() == "true"
 
 
 def shadow_partition(run_tags: dict | None) -> str | None:

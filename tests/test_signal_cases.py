@@ -50,3 +50,20 @@ def test_runs_starting_in_the_same_tick_keep_storage_order():
         ]
         (case,) = cases_from_signals(signals)
         assert case.workflow == "a" and case.activities == ["a/x", "b/z"]
+
+
+def test_runs_shadow_dagster_made_itself_belong_to_no_case():
+    """Shadow runs and the refit and report runs are not workflows to learn, even sharing a key."""
+    signals = [
+        sig("live", None, [0, 9000], ["start", "success"]),
+        sig("live", "x", [1000, 2000], ["start", "success"]),
+        sig("shadow", None, [500, 3000], ["start", "success"], job="__shadow_dagster_runner",
+            tags={"shadow_dagster/shadow": "true"}),
+        sig("shadow", "y", [600, 2500], ["start", "success"], job="__shadow_dagster_runner"),
+        sig("refit", None, [4000, 8000], ["start", "success"], job="shadow_dagster_refit", wf="refit",
+            tags={"shadow_dagster/own": "true", "dagster/priority": "-10"}),
+        sig("refit", "fit", [4100, 7000], ["start", "success"], job="shadow_dagster_refit", wf="refit"),
+    ]
+    (case,) = cases_from_signals(signals)
+    assert case.workflow == "a" and case.activities == ["a/x"]
+    assert [c.workflow for c in cases_from_signals(signals[2:])] == []

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 
 from dagster import AssetMaterialization, AssetSpec, In, Nothing, OpDefinition, Out, in_process_executor, job, op
 
+from shadow_dagster.tags import OWN_RUN_TAG
+
 # Reporting never competes with live runs for the host: one process (no step process per op, each
 # loading the code location), queued behind live runs, its ops in a concurrency pool of their own
 # that a deployment can limit (`dagster instance concurrency set shadow_dagster 1`).
 POOL = "shadow_dagster"
-RUN_TAGS = {"dagster/priority": "-10"}
+RUN_TAGS = {"dagster/priority": "-10", OWN_RUN_TAG: "true"}
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from datetime import date, datetime, timezone
 
 from shadow_dagster.cases import Case, Event
 from shadow_dagster.signals.model import Signal
-from shadow_dagster.tags import PARTITION_TAG
+from shadow_dagster.tags import PARTITION_TAG, is_own_run
 
 BACKFILL_TAG = "dagster/backfill"
 SCHEDULE_TAG = "dagster/schedule_name"
@@ -68,11 +68,16 @@ def _attempts(sig: Signal) -> list[Event]:
 
 
 def cases_from_signals(signals: Iterable[Signal], *, executed_only: bool = False) -> list[Case]:
-    """Group signals into cases ordered by start; events ordered by start (ties: input order)."""
+    """Group signals into cases ordered by start; events ordered by start (ties: input order).
+    The runs shadow-dagster made itself (shadow, refit and report runs) belong to no case."""
     runs: dict[str, Signal] = {}
     steps: dict[str, list[Signal]] = {}
     seen: dict[str, int] = {}  # first appearance in storage order: breaks ties of quantised starts
+    signals = list(signals)
+    own = {s.run_id for s in signals if s.step_key is None and is_own_run(s.tags)}
     for sig in signals:
+        if sig.run_id in own:
+            continue
         seen.setdefault(sig.run_id, len(seen))
         if sig.step_key is None:
             runs[sig.run_id] = sig
