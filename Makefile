@@ -9,10 +9,14 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The library, editable, plus the repository's benchmarks (bench/) and demo code location
+# (examples/demo/): two development packages that are not in the library's wheel.
+DEV_PACKAGES := -e ./bench -e ./examples/demo
+
+$(STAMP): pyproject.toml bench/pyproject.toml examples/demo/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev]' $(DEV_PACKAGES)
 	touch $(STAMP)
 
 demo: install
@@ -30,7 +34,7 @@ COMPAT := .venv-dagster-1.12
 test-dagster-1.12:
 	test -x $(COMPAT)/bin/python || $(PYTHON) -m venv $(COMPAT)
 	$(COMPAT)/bin/pip install -q --upgrade pip
-	$(COMPAT)/bin/pip install -q -e '.[dev]' 'dagster==1.12.*' 'dagster-webserver==1.12.*' \
+	$(COMPAT)/bin/pip install -q -e '.[dev]' $(DEV_PACKAGES) 'dagster==1.12.*' 'dagster-webserver==1.12.*' \
 		'dagster-postgres==0.28.*' 'dagster-duckdb==0.28.*'
 	$(COMPAT)/bin/python -c "import dagster; assert dagster.__version__.startswith('1.12.'), dagster.__version__"
 	$(COMPAT)/bin/python -m pytest -q -n 2 --dist loadfile -m "not serial and not browser" \

@@ -23,7 +23,7 @@ if "$BIN/python" -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex
 fi
 
 if ! "$BIN/python" -c "import sys
-from shadow_dagster.example.resources import load_seconds_from_env, scale_from_env
+from demo_project.resources import load_seconds_from_env, scale_from_env
 try:
     scale_from_env(); load_seconds_from_env()
 except ValueError as exc:
@@ -37,7 +37,7 @@ cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
 # DEMO_SKIP_SEED=1 serves the home as it is (the tests use it to start `dagster dev` quickly)
 if [ "${DEMO_SKIP_SEED:-0}" != 1 ]; then
   echo "seeding $DEMO_DAYS days of history into $DAGSTER_HOME (skipped when present)"
-  "$BIN/python" -W ignore -m shadow_dagster.example.simulate --days "$DEMO_DAYS" --runs-per-day 1 --full --if-empty \
+  "$BIN/python" -W ignore -m demo_project.simulate --days "$DEMO_DAYS" --runs-per-day 1 --full --if-empty \
     --chain-delay "$DEMO_CHAIN_DELAY"
 
   echo "ingesting signals and fitting the fingerprint"
@@ -142,6 +142,6 @@ echo "  runs (shadow runs carry shadow_dagster/shadow=true): http://127.0.0.1:$P
 echo "  lineage: http://127.0.0.1:$PORT/locations/shadow_dagster_example/asset-groups/shadow_dagster/lineage"
 echo "(Ctrl-C stops it; history and outputs stay in $DAGSTER_HOME)"
 echo "following $LIVE_KEY: its shadow runs and reuses are printed below as they happen"
-run "$BIN/python" -W ignore -m shadow_dagster.example.watch --workflow "$LIVE_KEY" \
+run "$BIN/python" -W ignore -m demo_project.watch --workflow "$LIVE_KEY" \
   --url "http://127.0.0.1:$PORT" --timeout "${DEMO_FOLLOW_S:-600}" || true
 wait "$DEV_PID"

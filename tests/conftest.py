@@ -6,13 +6,15 @@ import os
 
 import pytest
 
-PG_URL = os.environ.get("SHADOW_DAGSTER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from shadow_dagster_bench.home import pg_test_url
+
+PG_URL = pg_test_url()
 
 
 @pytest.fixture(scope="session")
 def pg_url() -> str:
     """The PostgreSQL URL; skips off CI when the server is missing, fails under CI=true."""
-    from shadow_dagster.reliability.stores import pg_reachable
+    from shadow_dagster_bench.reliability.stores import pg_reachable
 
     problem = pg_reachable(PG_URL)
     if problem:
@@ -26,7 +28,7 @@ def pg_url() -> str:
 @pytest.fixture
 def pg_schema_url(pg_url):
     """A fresh PostgreSQL schema per test (dropped afterwards), as a URL with search_path."""
-    from shadow_dagster.reliability.stores import pg_schema
+    from shadow_dagster_bench.reliability.stores import pg_schema
 
     with pg_schema(pg_url) as url:
         yield url
@@ -45,7 +47,7 @@ def dagster_home(tmp_path, monkeypatch):
     """A DAGSTER_HOME whose dagster.yaml selects the consolidated SQLite event storage."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    from shadow_dagster.dagster.instance_config import write_instance_yaml
+    from shadow_dagster_bench.home import write_instance_yaml
 
     write_instance_yaml(home)
     monkeypatch.setenv("DAGSTER_HOME", str(home))

@@ -14,9 +14,9 @@ from shadow_dagster.dagster.definitions import REFIT_JOB, shadow_definitions
 from shadow_dagster.dagster.fingerprints import fingerprint_path, load_fingerprint, load_fingerprints
 from shadow_dagster.dagster.ingest import ingest
 from shadow_dagster.fingerprint import Fingerprint, FingerprintFormatError
-from shadow_dagster.fingerprint.synthetic import regime_history
-from shadow_dagster.reliability.ingest_faults import compare, expected_rows
-from shadow_dagster.reliability.workload import reliability_job
+from shadow_dagster_bench.synthetic import regime_history
+from shadow_dagster_bench.reliability.ingest_faults import compare, expected_rows
+from shadow_dagster_bench.reliability.workload import reliability_job
 from shadow_dagster.store.signal_store import SignalStore
 
 HOSTILE_KEYS = ["k" * 10_000, "ünïcødé 漢字 🚀 \u202e", "'; drop table shadow_signals; --", 'a"b\\c%s?:x', "tab\tnew\nline"]

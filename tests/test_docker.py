@@ -106,8 +106,10 @@ def test_commands_use_real_cli_options(compose):
 def test_dockerfile_installs_the_package(tmp_path):
     instructions = _dockerfile_instructions()
     assert instructions[0] == ("FROM", "python:3.11-slim")
-    install = next(i for i, (ins, args) in enumerate(instructions) if ins == "RUN" and "pip install ." in args)
-    # rebuild the image's source tree up to `pip install .` and let setuptools build the metadata
+    install = next(i for i, (ins, args) in enumerate(instructions) if ins == "RUN" and "pip install" in args)
+    targets = shlex.split(instructions[install][1])[2:]
+    assert targets == [".[ui]", "./examples/demo"], targets       # the library with its UI, and the example
+    # rebuild the image's source tree up to `pip install` and let setuptools build both packages' metadata
     copied_before = []
     for ins, args in instructions[:install]:
         if ins == "COPY":
@@ -116,22 +118,25 @@ def test_dockerfile_installs_the_package(tmp_path):
                 for match in glob.glob(str(ROOT / source)):
                     target = tmp_path / dest.removeprefix("./") / (Path(match).name if dest.endswith("/") else "")
                     if Path(match).is_dir():
-                        shutil.copytree(match, target, ignore=shutil.ignore_patterns("__pycache__"))
+                        shutil.copytree(match, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
                     else:
                         target.parent.mkdir(parents=True, exist_ok=True)
                         shutil.copy(match, target)
                     copied_before.append(source)
-    assert "pyproject.toml" in copied_before and "shadow_dagster" in copied_before
-    eggs = tmp_path / "eggs"
-    eggs.mkdir()
-    done = subprocess.run([sys.executable, "-c", "from setuptools import setup; setup()", "-q", "egg_info",
-                           "--egg-base", str(eggs)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    (info,) = eggs.glob("*.egg-info")
-    sources = (info / "SOURCES.txt").read_text()
-    assert "shadow_dagster/example/definitions.py" in sources and "shadow_dagster/tags.py" in sources
-    requires = (info / "requires.txt").read_text()
-    assert "dagster-postgres" in requires and "dagster-webserver" in requires
+    assert {"pyproject.toml", "shadow_dagster", "examples/demo"} <= set(copied_before), copied_before
+    infos = {}
+    for project in (".", "examples/demo"):
+        eggs = tmp_path / "eggs" / project
+        eggs.mkdir(parents=True)
+        done = subprocess.run([sys.executable, "-c", "from setuptools import setup; setup()", "-q", "egg_info",
+                               "--egg-base", str(eggs)], cwd=tmp_path / project, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        (infos[project],) = eggs.glob("*.egg-info")
+    assert "shadow_dagster/tags.py" in (infos["."] / "SOURCES.txt").read_text()
+    assert "demo_project/definitions.py" in (infos["examples/demo"] / "SOURCES.txt").read_text()
+    requires = (infos["."] / "requires.txt").read_text()
+    assert "dagster-postgres" in requires and "[ui]\ndagster-webserver" in requires
     later = [args for ins, args in instructions[install:] if ins == "COPY"]
     assert any("definitions.py" in a for a in later) and any("docker/dagster.yaml" in a for a in later)
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterRunStatus, Definitions, build_sensor_context
 
-from shadow_dagster.example import data
-from shadow_dagster.example.chain import UPSTREAM_RUN_TAG, daily_pipeline_chain
-from shadow_dagster.example.definitions import defs
-from shadow_dagster.example.resources import FAST_SCALE, SCALE_ENV, ExampleSettings, scale_from_env
-from shadow_dagster.example.simulate import partition_keys, simulate
+from demo_project import data
+from demo_project.chain import UPSTREAM_RUN_TAG, daily_pipeline_chain
+from demo_project.definitions import defs
+from demo_project.resources import FAST_SCALE, SCALE_ENV, ExampleSettings, scale_from_env
+from demo_project.simulate import partition_keys, simulate
 from shadow_dagster.tags import CRITICAL_TAG, SHADOW_TAG, WORKFLOW_TAG, is_critical
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,7 +123,7 @@ def _shadow_ingest(instance, partition, tags):
     from dagster import materialize
 
     from shadow_dagster.dagster.io_manager import ShadowIOManager
-    from shadow_dagster.example.assets_ingest import clean_orders, raw_orders
+    from demo_project.assets_ingest import clean_orders, raw_orders
 
     return materialize([raw_orders, clean_orders], instance=instance, partition_key=partition, tags=tags,
                        resources={**FAST, "io_manager": ShadowIOManager()}).run_id
@@ -183,7 +183,7 @@ def test_partition_keys_and_scale_validation(monkeypatch):
 def test_warehouse_load_time_from_env_and_its_limits(monkeypatch, tmp_path):
     import pandas as pd
 
-    from shadow_dagster.example.resources import LOAD_ENV, ExternalSystem, load_seconds_from_env
+    from demo_project.resources import LOAD_ENV, ExternalSystem, load_seconds_from_env
 
     monkeypatch.delenv(LOAD_ENV, raising=False)
     assert load_seconds_from_env() == 0.0

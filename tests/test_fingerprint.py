@@ -18,7 +18,7 @@ from shadow_dagster.cases import Case, Event
 from shadow_dagster.fingerprint import (END, UNKNOWN, Fingerprint, FingerprintFormatError,
                                         MarkovModel, Vocabulary, evaluate_log, read_event_log)
 from shadow_dagster.fingerprint.hmm import HMMModel, select_hmm
-from shadow_dagster.fingerprint.synthetic import regime_history
+from shadow_dagster_bench.synthetic import regime_history
 from shadow_dagster.fingerprint.timing import Dist, Timing
 
 RECEIPT = Path("/work/shared/data/receipt.csv")

@@ -12,7 +12,7 @@ import sys
 import pytest
 from bench_cli import bench_json
 
-from shadow_dagster.bench.overhead import write_project
+from shadow_dagster_bench.overhead import write_project
 
 HEAVY = ("sqlalchemy", "numpy", "pandas", "networkx", "hmmlearn", "scipy", "sklearn", "duckdb")
 

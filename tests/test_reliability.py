@@ -6,11 +6,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from shadow_dagster.cli_reliability import reliability
-from shadow_dagster.reliability import ingest_faults, spoofing, stale_pure
-from shadow_dagster.reliability.ingest_child import parse_kill
-from shadow_dagster.reliability.suite import plan
-from shadow_dagster.reliability.workload import build_event_log
+from shadow_dagster_bench.cli_reliability import reliability
+from shadow_dagster_bench.reliability import ingest_faults, spoofing, stale_pure
+from shadow_dagster_bench.reliability.ingest_child import parse_kill
+from shadow_dagster_bench.reliability.suite import plan
+from shadow_dagster_bench.reliability.workload import build_event_log
 from shadow_dagster.signals.model import SignalRow
 
 
@@ -19,7 +19,7 @@ def event_log(tmp_path_factory):
     """A real consolidated-SQLite instance holding the events of four workload runs."""
     from dagster import DagsterInstance
 
-    from shadow_dagster.reliability.workload import consolidated_home
+    from shadow_dagster_bench.reliability.workload import consolidated_home
 
     home = consolidated_home(tmp_path_factory.mktemp("rel") / "home")
     instance = DagsterInstance.from_config(str(home))

@@ -3,8 +3,8 @@ so `make test` runs it alone after the parallel part)."""
 
 import pytest
 
-from shadow_dagster.reliability.pg_restart import restart_trial, wait_until_up
-from shadow_dagster.reliability.workload import build_event_log
+from shadow_dagster_bench.reliability.pg_restart import restart_trial, wait_until_up
+from shadow_dagster_bench.reliability.workload import build_event_log
 
 
 @pytest.mark.postgres

@@ -16,8 +16,8 @@ import pytest
 from dagster import AssetKey, DagsterRunStatus
 
 from shadow_dagster.dagster.purge import asset_keys_of_run
-from shadow_dagster.dagster.instance_config import write_instance_yaml
-from shadow_dagster.dagster.launch import submit_asset_run
+from shadow_dagster_bench.home import write_instance_yaml
+from shadow_dagster_bench.launch import submit_asset_run
 from shadow_dagster.dagster.rollback import (ACTIVITY_TAG, OUTCOME_RUN_PREFIX, POSITION_TAG, PREDICTED_AT_TAG,
                                              PREFIX_LEN_TAG, TARGETS_TAG, OutcomeRecord, read_outcomes,
                                              record_outcomes, resolve_shadow_runs)

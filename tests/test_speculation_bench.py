@@ -39,7 +39,7 @@ def test_speculation_bench_smoke():
 def test_speculation_bench_rejects_an_unknown_compute():
     result = CliRunner().invoke(main, ["bench", "speculation", "--compute", "gpu"])
     assert result.exit_code == 2 and "gpu" in result.output
-    from shadow_dagster.bench.speculation import run
+    from shadow_dagster_bench.speculation import run
 
     with pytest.raises(ValueError, match="compute"):
         run(compute="gpu")

@@ -1,1 +1,3 @@
-"""Benchmarks runnable from the installed package (`shadow-dagster bench ...`)."""
+"""The benchmarks and fault trials of shadow-dagster: a development package of the repository (not
+in the library's wheel) that adds `shadow-dagster bench ...` through the `shadow_dagster.cli`
+entry point group."""

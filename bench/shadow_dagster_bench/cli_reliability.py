@@ -1,5 +1,5 @@
 """`reliability`: the exactly-once, stale-reuse, isolation and spoofing trials as one command
-(the integrator mounts it as `shadow-dagster bench reliability`)."""
+(`shadow-dagster bench reliability`)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def reliability(trials, seed, pg_url, no_postgres, no_pg_restart, details, as_js
     """Kill ingestion at random points, change inputs between shadow and live runs, attack isolation
     and provenance; print duplicates, losses, stale reuses, live writes, critical steps run in shadow
     runs and spoofed reuses (all should be 0)."""
-    from shadow_dagster.reliability.suite import run_all
+    from shadow_dagster_bench.reliability.suite import run_all
 
     result = run_all(trials, seed=seed, pg_url=pg_url, postgres=not no_postgres, pg_restart=not no_pg_restart,
                      echo=click.echo)

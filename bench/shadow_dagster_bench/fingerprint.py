@@ -32,7 +32,7 @@ TARGETS = {"fit_30k_seconds": 60.0, "predict_p99_ms": 1.0}
 
 
 def _fit_one(n: int, path: str) -> dict:
-    from .model import Fingerprint
+    from shadow_dagster.fingerprint.model import Fingerprint
     from .synthetic import regime_history
 
     cases = regime_history(n, n_steps=N_STEPS, seed=0)
@@ -51,7 +51,7 @@ def _fit_one(n: int, path: str) -> dict:
 
 
 def _latency(path: str, n: int, calls: int = 3000) -> dict:
-    from .model import Fingerprint
+    from shadow_dagster.fingerprint.model import Fingerprint
     from .synthetic import regime_history
 
     fp = Fingerprint.load(path)
@@ -77,7 +77,7 @@ def _latency(path: str, n: int, calls: int = 3000) -> dict:
 
 
 def _regimes(observable: bool) -> dict:
-    from .model import Fingerprint
+    from shadow_dagster.fingerprint.model import Fingerprint
     from .synthetic import regime_history
 
     cases = regime_history(2000, n_steps=N_STEPS, n_alternatives=4, seed=7, observable=observable)
@@ -89,8 +89,8 @@ def _regimes(observable: bool) -> dict:
 
 def run(json_out: bool = False, sizes: tuple[int, ...] = SIZES) -> dict:
     """Run the benchmark; print a table (or, with json_out, one JSON object as the last line)."""
-    from .evaluate import CITATION, evaluate_log
-    from .log import read_event_log
+    from shadow_dagster.fingerprint.evaluate import CITATION, evaluate_log
+    from shadow_dagster.fingerprint.log import read_event_log
 
     ctx = mp.get_context("spawn")
     fits = []

@@ -39,3 +39,24 @@ def bench_home(write_yaml: Callable[[Path], object], env_of_root: Callable[[Path
                     os.environ[k] = v
             for cache in caches:
                 cache.cache_clear()
+
+
+def write_instance_yaml(home: str | Path, extra: str = "") -> Path:
+    """Write `home/dagster.yaml` selecting the consolidated SQLite event storage (one event log
+    for all runs, so a global cursor sees step events), telemetry off, plus `extra` YAML."""
+    home = Path(home)
+    path = home / "dagster.yaml"
+    path.write_text(
+        "event_log_storage:\n"
+        "  module: dagster.core.storage.event_log\n"
+        "  class: ConsolidatedSqliteEventLogStorage\n"
+        f"  config: {{base_dir: {home / 'history'}}}\n"
+        "telemetry: {enabled: false}\n" + extra
+    )
+    return path
+
+
+def pg_test_url() -> str:
+    """The PostgreSQL server the benchmarks, fault trials and tests use: $SHADOW_DAGSTER_TEST_PG_URL,
+    else the one every developer and CI machine of this repository runs."""
+    return os.environ.get("SHADOW_DAGSTER_TEST_PG_URL") or "postgresql://postgres@127.0.0.1:5432/test"

@@ -10,7 +10,6 @@ covers that too, over the event log of real runs.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 import uuid
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from shadow_dagster.dagster.instance_config import write_instance_yaml
+from shadow_dagster_bench.home import pg_test_url, write_instance_yaml
 from shadow_dagster.dagster.events import EventConverter, run_info_from_tags
 from shadow_dagster.store import schema
 from shadow_dagster.store.signal_store import SignalStore
@@ -171,7 +170,7 @@ def run(events: int = 200_000, real_events: int = 20_000, pg_url: str | None = N
     """Run the whole ingestion benchmark; returns the figures (also echoed as a table)."""
     from shadow_dagster.dagster.ingest import ingest
 
-    pg_url = pg_url or os.environ.get("SHADOW_DAGSTER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    pg_url = pg_url or pg_test_url()
     result: dict = {"events": events}
     with tempfile.TemporaryDirectory() as tmp:
         instance = _instance(Path(tmp) / "home")

@@ -58,7 +58,7 @@ import time
 import uuid
 from pathlib import Path
 
-from shadow_dagster.bench.speculation import ENV_DIR, ENV_ITERS, NONCRIT, QUIET, burn, calibrate
+from shadow_dagster_bench.speculation import ENV_DIR, ENV_ITERS, NONCRIT, QUIET, burn, calibrate
 
 ENV_FETCH = "SHADOW_DAGSTER_LOAD_FETCH_S"
 ACK_TAG = "shadow_dagster_bench/ack_s"        # live `ingest` runs: seconds the external ack takes
@@ -149,7 +149,7 @@ def _load_home(work_s: float, fetch_s: float):
     """A temporary DAGSTER_HOME for many in-process runs per process (see the module docstring): its
     own dagster.yaml with consolidated event storage (the speculative sensor needs step events), no
     compute-log capture, no instance settings."""
-    from shadow_dagster.bench.home import bench_home
+    from shadow_dagster_bench.home import bench_home
 
     def write_yaml(home: Path) -> None:
         (home / "dagster.yaml").write_text(
@@ -233,7 +233,7 @@ class Workers:
     def __enter__(self):
         for _ in range(self.n):
             self.procs.append(subprocess.Popen(
-                [sys.executable, "-m", "shadow_dagster.bench.load", "--worker"], stdin=subprocess.PIPE,
+                [sys.executable, "-m", "shadow_dagster_bench.load", "--worker"], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=open(self.tmp / "worker.log", "a"), text=True))
         for p in self.procs:
             self._wait(p)
@@ -284,7 +284,7 @@ class ShadowLauncher:
 
     def launch(self, req) -> None:
         self.procs.append(subprocess.Popen(
-            [sys.executable, "-m", "shadow_dagster.bench.load", "--shadow-run", json.dumps(dict(req.tags)),
+            [sys.executable, "-m", "shadow_dagster_bench.load", "--shadow-run", json.dumps(dict(req.tags)),
              json.dumps(req.run_config)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
 
@@ -405,7 +405,7 @@ class SensorProcess:
 
     def __enter__(self):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shadow_dagster.bench.load", "--sensor-loop", str(self.stop), str(self.out),
+            [sys.executable, "-m", "shadow_dagster_bench.load", "--sensor-loop", str(self.stop), str(self.out),
              str(self.ready), str(self.tick_s), str(self.chain_gap_s), self.max_load, self.per_tick],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 180

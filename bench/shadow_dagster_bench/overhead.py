@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from shadow_dagster.bench.warehouse import _burners
+from shadow_dagster_bench.warehouse import _burners
 
 PROJECT = '''
 import hashlib
@@ -109,7 +109,7 @@ def run_seconds(root: Path, mode: str, env: dict) -> float:
 
 def run(*, samples: int = 5, runs: int = 3, iters: int = 200_000, burners: int = 0, echo=print) -> dict:
     """Measure both figures; see the module docstring."""
-    from shadow_dagster.dagster.instance_config import write_instance_yaml
+    from shadow_dagster_bench.home import write_instance_yaml
 
     with tempfile.TemporaryDirectory(prefix="shadow-dagster-overhead-") as tmp:
         root = Path(tmp)

@@ -43,7 +43,7 @@ grouped, predicted and planned; no RunRequest results).
 
 from __future__ import annotations
 
-from shadow_dagster.dagster.instance_config import write_instance_yaml
+from shadow_dagster_bench.home import write_instance_yaml
 import functools
 import hashlib
 import json
@@ -170,7 +170,7 @@ def report_job():
 
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
-PRELOAD = ["dagster", "pandas", "shadow_dagster.bench.speculation", "shadow_dagster.dagster.critical",
+PRELOAD = ["dagster", "pandas", "shadow_dagster_bench.speculation", "shadow_dagster.dagster.critical",
            "shadow_dagster.dagster.io_manager", "shadow_dagster.dagster.reuse",
            "shadow_dagster.dagster.speculative_sensor"]
 LIVE_CONFIG = {**QUIET, "execution": {"config": {"multiprocess": {
@@ -206,7 +206,7 @@ class Launcher:
         from shadow_dagster.dagster.compat import ModuleTarget, WorkspaceProcessContext
 
         self._ctx = WorkspaceProcessContext(self.instance, ModuleTarget(
-            module_name="shadow_dagster.bench.location", attribute="defs", working_directory=None,
+            module_name="shadow_dagster_bench.location", attribute="defs", working_directory=None,
             location_name=LOCATION))
         self._ctx.__enter__()
         return self
@@ -215,7 +215,7 @@ class Launcher:
         self._ctx.__exit__(*exc)
 
     def launch(self, request):
-        from shadow_dagster.dagster.launch import submit_asset_run
+        from shadow_dagster_bench.launch import submit_asset_run
 
         try:
             with self._lock:    # one submission at a time through the shared workspace
@@ -325,7 +325,7 @@ class SensorProcess:
         import subprocess
         import sys
 
-        self.proc = subprocess.Popen([sys.executable, "-m", "shadow_dagster.bench.speculation", "--sensor-loop",
+        self.proc = subprocess.Popen([sys.executable, "-m", "shadow_dagster_bench.speculation", "--sensor-loop",
                                       str(self.ctl), str(self.tick_s)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self._wait_for("ready")
@@ -507,7 +507,7 @@ def _tick_live(instance, sensor, repo, n: int, repeats: int = 3) -> float:
 
 def _bench_home(work_s: float, compute: str = "cpu"):
     """A temporary DAGSTER_HOME (consolidated event storage) with the benchmark's environment set."""
-    from shadow_dagster.bench.home import bench_home
+    from shadow_dagster_bench.home import bench_home
 
     if compute not in COMPUTES:
         raise ValueError(f"compute must be one of {COMPUTES}, got {compute!r}")

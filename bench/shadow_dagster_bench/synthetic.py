@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cases import Case, Event
+from shadow_dagster.cases import Case, Event
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 

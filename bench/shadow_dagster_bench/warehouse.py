@@ -117,7 +117,7 @@ class Mode:
     def __init__(self, name: str, root: Path, *, speculation: dict, state: dict):
         from dagster import DagsterInstance
 
-        from shadow_dagster.dagster.instance_config import write_instance_yaml
+        from shadow_dagster_bench.home import write_instance_yaml
 
         self.name, self.state = name, state
         self.home, self.data = root / name / "home", root / name / "data"

@@ -1,9 +1,5 @@
 """The instance configuration shadow-dagster needs on the embedded SQLite storage."""
 
-from __future__ import annotations
-
-from pathlib import Path
-
 # The one instruction for the embedded SQLite storage, word for word the same in the README, in the
 # repository's dagster.yaml and in the error the signal sensor and `shadow-dagster ingest` raise on
 # Dagster's per-run storage: one consolidated event log at $DAGSTER_HOME/event_log.db. Dagster
@@ -17,18 +13,3 @@ event_log_storage:
     base_dir:
       env: DAGSTER_HOME
 """
-
-
-def write_instance_yaml(home: str | Path, extra: str = "") -> Path:
-    """Write `home/dagster.yaml` selecting the consolidated SQLite event storage (one event log
-    for all runs, so a global cursor sees step events), telemetry off, plus `extra` YAML."""
-    home = Path(home)
-    path = home / "dagster.yaml"
-    path.write_text(
-        "event_log_storage:\n"
-        "  module: dagster.core.storage.event_log\n"
-        "  class: ConsolidatedSqliteEventLogStorage\n"
-        f"  config: {{base_dir: {home / 'history'}}}\n"
-        "telemetry: {enabled: false}\n" + extra
-    )
-    return path

@@ -1,4 +1,4 @@
-"""The ingestion process the fault trials kill: `python -m shadow_dagster.reliability.ingest_child`.
+"""The ingestion process the fault trials kill: `python -m shadow_dagster_bench.reliability.ingest_child`.
 
 Arguments: DAGSTER_HOME, store URL, page size, TSA resolution. `SHADOW_DAGSTER_KILL_AT=<point>:<page>`
 makes the process SIGKILL itself on the given page (1-based):

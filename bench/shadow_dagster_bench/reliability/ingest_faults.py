@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from shadow_dagster.reliability.ingest_child import KILL_ENV, KILL_POINTS
-from shadow_dagster.reliability.stores import fresh_store_url
+from shadow_dagster_bench.reliability.ingest_child import KILL_ENV, KILL_POINTS
+from shadow_dagster_bench.reliability.stores import fresh_store_url
 
 MODES = ("random", *KILL_POINTS)
 
@@ -60,7 +60,7 @@ def _child_env(home: str, kill: str | None) -> dict:
 def run_child(home: str, url: str, page_size: int, resolution_ms: int, *, kill: str | None = None,
               kill_after_s: float | None = None, timeout_s: float = 300.0) -> dict:
     """Run the ingestion child; SIGKILL it `kill_after_s` after READY when given. Returns what happened."""
-    cmd = [sys.executable, "-m", "shadow_dagster.reliability.ingest_child", home, url, str(page_size),
+    cmd = [sys.executable, "-m", "shadow_dagster_bench.reliability.ingest_child", home, url, str(page_size),
            str(resolution_ms)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=_child_env(home, kill))

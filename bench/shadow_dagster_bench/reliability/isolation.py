@@ -160,7 +160,7 @@ CHILD = textwrap.dedent("""
     import os, sys
     from dagster import DagsterInstance, materialize
     from shadow_dagster.dagster.io_manager import ShadowIOManager
-    from shadow_dagster.reliability import isolation as iso
+    from shadow_dagster_bench.reliability import isolation as iso
     from shadow_dagster.speculation import atomic
     live, shadow, url, mode = sys.argv[1:5]
     real_replace = os.replace

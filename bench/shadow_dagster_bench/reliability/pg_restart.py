@@ -14,8 +14,8 @@ import time
 
 from sqlalchemy.engine import make_url
 
-from shadow_dagster.reliability.ingest_faults import compare, expected_rows
-from shadow_dagster.reliability.stores import pg_reachable, pg_schema
+from shadow_dagster_bench.reliability.ingest_faults import compare, expected_rows
+from shadow_dagster_bench.reliability.stores import pg_reachable, pg_schema
 
 
 def find_cluster(port: int) -> tuple[str, str]:

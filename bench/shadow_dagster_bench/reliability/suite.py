@@ -9,8 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-PG_ENV = "SHADOW_DAGSTER_TEST_PG_URL"
+from shadow_dagster_bench.home import pg_test_url
 
 
 @contextlib.contextmanager
@@ -18,7 +17,7 @@ def scratch_instance() -> Iterator[tuple]:
     """(instance, DAGSTER_HOME, workdir) in a temporary directory, DAGSTER_HOME set meanwhile."""
     from dagster import DagsterInstance
 
-    from shadow_dagster.reliability.workload import consolidated_home
+    from shadow_dagster_bench.reliability.workload import consolidated_home
 
     old = os.environ.get("DAGSTER_HOME")
     with tempfile.TemporaryDirectory(prefix="shadow-reliability-") as tmp:
@@ -47,12 +46,12 @@ def plan(trials: int) -> dict:
 def run_all(trials: int = 100, *, seed: int = 0, pg_url: str | None = None, postgres: bool = True,
             pg_restart: bool = True, echo: Callable[[str], None] = print) -> dict:
     """Every trial; returns the summary (the CLI's JSON) with per-section details."""
-    from shadow_dagster.reliability import ingest_faults, isolation, spoofing, stale_pure, stale_real
-    from shadow_dagster.reliability.stores import pg_reachable
-    from shadow_dagster.reliability.workload import build_event_log
+    from shadow_dagster_bench.reliability import ingest_faults, isolation, spoofing, stale_pure, stale_real
+    from shadow_dagster_bench.reliability.stores import pg_reachable
+    from shadow_dagster_bench.reliability.workload import build_event_log
 
     counts = plan(trials)
-    pg_url = pg_url or os.environ.get(PG_ENV) or DEFAULT_PG_URL
+    pg_url = pg_url or pg_test_url()
     started = time.monotonic()
     sections: dict = {"plan": counts}
     pg_problem = pg_reachable(pg_url) if postgres else "PostgreSQL trials turned off"
@@ -71,7 +70,7 @@ def run_all(trials: int = 100, *, seed: int = 0, pg_url: str | None = None, post
             sections[f"ingest_{backend}"] = r
             faults.append(r)
         if pg_restart and not pg_problem:
-            from shadow_dagster.reliability.pg_restart import restart_trial
+            from shadow_dagster_bench.reliability.pg_restart import restart_trial
 
             echo("restarting PostgreSQL in the middle of an ingestion tick ...")
             sections["pg_restart"] = restart_trial(instance, pg_url)

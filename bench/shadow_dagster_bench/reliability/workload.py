@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from shadow_dagster.dagster.instance_config import write_instance_yaml
+from shadow_dagster_bench.home import write_instance_yaml
 from shadow_dagster import report_intensity
 
 _ATTEMPTS: dict[str, int] = {}

@@ -73,7 +73,7 @@ def simulate(instance: DagsterInstance, days: int, runs_per_day: int, fast: bool
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m shadow_dagster.example.simulate --days N --runs-per-day M [--full] [--if-empty]`."""
+    """`python -m demo_project.simulate --days N --runs-per-day M [--full] [--if-empty]`."""
     import argparse
 
     from dagster import DagsterRunStatus, RunsFilter

@@ -1,7 +1,7 @@
 """Follow one live workflow instance of the demo and say where to click: each shadow run launched for
 it, each live step that reused a shadow output, and how the instance ended.
 
-`python -m shadow_dagster.example.watch --workflow KEY --url http://127.0.0.1:3000` reads the
+`python -m demo_project.watch --workflow KEY --url http://127.0.0.1:3000` reads the
 DAGSTER_HOME instance (nothing is written) until the instance's last job has finished or --timeout.
 """
 
