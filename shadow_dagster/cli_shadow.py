@@ -26,7 +26,7 @@ def shadow():
 @user_errors
 def list_runs(as_json: bool, limit: int, store_url: str | None):
     """Shadow runs with their state and outcome, newest first."""
-    from shadow_dagster.dagster.rollback import read_outcomes
+    from shadow_dagster.store.outcomes import read_outcomes
     from shadow_dagster.dagster.speculation_report import shadow_run_rows
 
     instance = _instance(read=True)
@@ -55,8 +55,8 @@ def gc(ttl_s: float, shadow_dir: str | None, store_url: str | None):
     """Delete outputs of finished shadow runs whose prediction is resolved or older than --ttl."""
     from dagster import RunsFilter
 
-    from shadow_dagster.dagster.rollback import RESOLVED, read_outcomes
-    from shadow_dagster.speculation.outputs import PROMOTED, ShadowOutputStore, delete_shadow_outputs
+    from shadow_dagster.store.outcomes import RESOLVED, read_outcomes
+    from shadow_dagster.store.outputs import PROMOTED, ShadowOutputStore, delete_shadow_outputs
     from shadow_dagster.store.engine import default_url
     from shadow_dagster.tags import PREDICTION_TAG, SHADOW_TAG
 

@@ -17,6 +17,13 @@ INTENSITY_MARKER = PREFIX + "intensity"     # log-message marker written by repo
 OUTPUT_BYTES = PREFIX + "output_bytes"      # output metadata key an IO manager may report
 OWN_RUN_TAG = PREFIX + "own"                # "true" on the refit and report runs: no user workflow
 PARTITION_TAG = "dagster/partition"         # Dagster's run tag for the run's partition key
+ACTIVITY_TAG = PREFIX + "activity"            # shadow run: the predicted activity ("job/step")
+TARGETS_TAG = PREFIX + "targets"              # shadow run: JSON list of the activity's own asset keys
+POSITION_TAG = PREFIX + "position"            # shadow run: index the activity was expected at
+PREFIX_LEN_TAG = PREFIX + "prefix_length"     # shadow run: live steps started when it was predicted
+PREDICTED_AT_TAG = PREFIX + "predicted_at"    # shadow run: epoch seconds of the prediction
+SCHEDULED_FOR_TAG = PREFIX + "scheduled_for"  # shadow run for a run a schedule launches: its tick (epoch s)
+SHADOW_WORKFLOW_TAG = PREFIX + "shadow_of"    # shadow run: the workflow (job of the first live run)
 
 
 def is_critical(tags: dict | None) -> bool:

@@ -9,7 +9,7 @@ from shadow_dagster.dagster.critical import critical_guard, guard_assets
 from shadow_dagster.dagster.io_manager import ShadowIOManager
 from shadow_dagster.dagster.reuse import shadow_reusable
 from shadow_dagster.speculation.isolation import ShadowIsolationError
-from shadow_dagster.speculation.outputs import ShadowOutputStore
+from shadow_dagster.store.outputs import ShadowOutputStore
 from shadow_dagster.tags import CRITICAL_TAG, PREDICTION_TAG, SHADOW_TAG
 
 SHADOW = {SHADOW_TAG: "true", PREDICTION_TAG: "pred-1"}

@@ -113,7 +113,7 @@ def test_the_sensor_plans_with_the_launch_latency_it_observes(instance, tmp_path
     import json
     import time
 
-    from shadow_dagster.dagster.rollback import PREDICTED_AT_TAG
+    from shadow_dagster.tags import PREDICTED_AT_TAG
     from shadow_dagster.tags import PREDICTION_TAG, SHADOW_TAG
 
     defs = _defs()
@@ -137,7 +137,7 @@ def test_a_shadow_run_still_waiting_to_start_raises_the_launch_latency(instance,
     from dagster import DagsterRunStatus
     from dagster import DagsterRun
 
-    from shadow_dagster.dagster.rollback import PREDICTED_AT_TAG
+    from shadow_dagster.tags import PREDICTED_AT_TAG
     from shadow_dagster.tags import PREDICTION_TAG, SHADOW_TAG
 
     defs = _defs()

@@ -18,7 +18,7 @@ from dagster import Definitions, asset, build_sensor_context, define_asset_job
 from shadow_dagster.dagster.critical import guard_assets
 from shadow_dagster.dagster.io_manager import PREFETCH_BYTES_META, PREFETCH_HIT_META, ShadowIOManager
 from shadow_dagster.dagster.prepare import PrepareConfig
-from shadow_dagster.dagster.rollback import read_outcomes
+from shadow_dagster.store.outcomes import read_outcomes
 from shadow_dagster.dagster.speculative_sensor import build_speculative_sensor, shadow_job
 from shadow_dagster.dagster.warmup import WarmableResource
 from shadow_dagster.speculation.isolation import ShadowIsolationError

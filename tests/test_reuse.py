@@ -11,7 +11,7 @@ from dagster import Config, StaticPartitionsDefinition, asset, materialize
 
 from shadow_dagster.dagster.io_manager import ShadowIOManager
 from shadow_dagster.dagster.reuse import shadow_reusable
-from shadow_dagster.speculation.outputs import PROMOTED, ShadowOutputStore, delete_shadow_outputs
+from shadow_dagster.store.outputs import PROMOTED, ShadowOutputStore, delete_shadow_outputs
 from shadow_dagster.tags import CRITICAL_TAG, PREDICTION_TAG, REUSED_FROM, SECONDS_SAVED, SHADOW_TAG
 
 SHADOW = {SHADOW_TAG: "true", PREDICTION_TAG: "pred-1"}

@@ -10,7 +10,7 @@ import pytest
 from shadow_dagster.speculation.atomic import ContentMismatch
 from shadow_dagster.speculation.isolation import ShadowIsolationError
 from shadow_dagster.speculation.object_paths import may_hold
-from shadow_dagster.speculation.outputs import (
+from shadow_dagster.store.outputs import (
     COMPLETE,
     DELETED,
     WRITTEN,
@@ -106,7 +106,7 @@ def test_rollback_by_prediction_and_by_run(store):
 CRASH = textwrap.dedent("""
     import os, sys
     from shadow_dagster.speculation import atomic
-    from shadow_dagster.speculation.outputs import ShadowOutputStore
+    from shadow_dagster.store.outputs import ShadowOutputStore
     root, url, key, where = sys.argv[1:5]
     store = ShadowOutputStore(root, url)
     def die(*a, **k):

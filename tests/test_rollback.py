@@ -18,11 +18,11 @@ from dagster import AssetKey, DagsterRunStatus
 from shadow_dagster.dagster.purge import asset_keys_of_run
 from shadow_dagster_bench.home import write_instance_yaml
 from shadow_dagster_bench.launch import submit_asset_run
-from shadow_dagster.dagster.rollback import (ACTIVITY_TAG, OUTCOME_RUN_PREFIX, POSITION_TAG, PREDICTED_AT_TAG,
-                                             PREFIX_LEN_TAG, TARGETS_TAG, OutcomeRecord, read_outcomes,
-                                             record_outcomes, resolve_shadow_runs)
+from shadow_dagster.dagster.rollback import resolve_shadow_runs
+from shadow_dagster.store.outcomes import OUTCOME_RUN_PREFIX, OutcomeRecord, read_outcomes, record_outcomes
+from shadow_dagster.tags import ACTIVITY_TAG, POSITION_TAG, PREDICTED_AT_TAG, PREFIX_LEN_TAG, TARGETS_TAG
 from shadow_dagster.dagster.speculative_sensor import SHADOW_JOB_NAME
-from shadow_dagster.speculation.outputs import DELETED, ShadowOutputStore
+from shadow_dagster.store.outputs import DELETED, ShadowOutputStore
 from shadow_dagster.store.signal_store import SignalStore
 from shadow_dagster.tags import PARENT_TAG, PREDICTION_TAG, PROBABILITY_TAG, SHADOW_TAG, WORKFLOW_TAG
 
@@ -351,7 +351,8 @@ def test_a_miss_says_when_the_shadow_output_was_ready_against_the_live_step(tmp_
     there and did not match. The miss reason tells them apart from the stored output's time."""
     from dagster import DagsterRun
 
-    from shadow_dagster.dagster.rollback import GroupView, _output_timing
+    from shadow_dagster.dagster.live_groups import GroupView
+    from shadow_dagster.dagster.rollback import _output_timing
 
     outputs = ShadowOutputStore(tmp_path / "shadow", f"sqlite:///{tmp_path / 's.db'}")
     run = DagsterRun(job_name=SHADOW_JOB_NAME, run_id="shadow-run-1", tags={SHADOW_TAG: "true"})

@@ -15,7 +15,9 @@ from shadow_dagster.dagster.critical import guard_assets
 from shadow_dagster.dagster.fingerprints import fingerprint_path
 from shadow_dagster.dagster.ingest import ingest
 from shadow_dagster.dagster.io_manager import ShadowIOManager
-from shadow_dagster.dagster.rollback import SCHEDULED_FOR_TAG, read_outcomes, resolve_shadow_runs
+from shadow_dagster.dagster.rollback import resolve_shadow_runs
+from shadow_dagster.store.outcomes import read_outcomes
+from shadow_dagster.tags import SCHEDULED_FOR_TAG
 from shadow_dagster.dagster.scheduled import running_schedules, upcoming_runs
 from shadow_dagster.dagster.shadow_runner import execute_shadow_request, request_assets
 from shadow_dagster.dagster.speculative_sensor import build_speculative_sensor, shadow_job
@@ -23,7 +25,7 @@ from shadow_dagster.fingerprint import Fingerprint
 from shadow_dagster.signals.cases import cases_from_signals
 from shadow_dagster.signals.instances import SCHEDULE_TAG, SCHEDULED_AT_TAG
 from shadow_dagster.signals.instances import tick_iso as iso_of
-from shadow_dagster.speculation.outputs import ShadowOutputStore
+from shadow_dagster.store.outputs import ShadowOutputStore
 from shadow_dagster.store.signal_store import SignalStore
 from shadow_dagster.tags import CRITICAL_TAG, PARENT_TAG, REUSED_FROM
 

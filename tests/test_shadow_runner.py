@@ -29,7 +29,7 @@ from shadow_dagster.dagster.shadow_runner import (
     shadow_request,
 )
 from shadow_dagster.dagster.speculative_sensor import shadow_job
-from shadow_dagster.speculation.outputs import ShadowOutputStore
+from shadow_dagster.store.outputs import ShadowOutputStore
 from shadow_dagster.tags import CRITICAL_TAG, PREDICTION_TAG, REUSED_FROM, SHADOW_TAG, is_shadow_run
 
 NONCRIT = {CRITICAL_TAG: "false"}
@@ -351,7 +351,9 @@ def test_a_shadow_run_no_tick_settled_is_deleted_after_retention_as_a_miss(insta
 
     from dagster import DagsterRun, DagsterRunStatus
 
-    from shadow_dagster.dagster.rollback import PREDICTED_AT_TAG, read_outcomes, resolve_shadow_runs
+    from shadow_dagster.dagster.rollback import resolve_shadow_runs
+    from shadow_dagster.store.outcomes import read_outcomes
+    from shadow_dagster.tags import PREDICTED_AT_TAG
     from shadow_dagster.store.signal_store import SignalStore
 
     store = SignalStore(f"sqlite:///{tmp_path / 'signals.db'}")

@@ -16,10 +16,10 @@ from shadow_dagster.dagster.fingerprints import fingerprint_path
 from shadow_dagster.dagster.io_manager import ShadowIOManager
 from shadow_dagster.dagster.purge import asset_keys_of_run
 from shadow_dagster.dagster.reuse import shadow_reusable
-from shadow_dagster.dagster.rollback import read_outcomes
+from shadow_dagster.store.outcomes import read_outcomes
 from shadow_dagster.dagster.speculative_sensor import SHADOW_JOB_NAME, build_speculative_sensor, shadow_job
 from shadow_dagster.fingerprint import Fingerprint
-from shadow_dagster.speculation.outputs import DELETED, ShadowOutputStore
+from shadow_dagster.store.outputs import DELETED, ShadowOutputStore
 from shadow_dagster.speculation.planner import prediction_id
 from shadow_dagster.tags import (CRITICAL_TAG, PARENT_TAG, PREDICTION_TAG, PROBABILITY_TAG, REUSED_FROM,
                                  SHADOW_TAG, WORKFLOW_TAG)
@@ -366,7 +366,7 @@ def test_predict_gives_a_running_instance_the_fingerprints_eta(world, instance, 
 
     import shadow_dagster.dagster.live as live
     from shadow_dagster.cli import main
-    from shadow_dagster.dagster.rollback import group_view
+    from shadow_dagster.dagster.live_groups import group_view
 
     _, fp = world.seed(instance)
     thread, _ = world.start_live(instance, "live-p")

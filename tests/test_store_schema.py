@@ -5,7 +5,7 @@ import multiprocessing as mp
 import pytest
 import sqlalchemy as sa
 
-from shadow_dagster.speculation.outputs import ShadowOutputStore
+from shadow_dagster.store.outputs import ShadowOutputStore
 from shadow_dagster.store.engine import create_engine, create_schema
 from shadow_dagster.store.signal_store import SignalStore
 

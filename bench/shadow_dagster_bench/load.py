@@ -496,7 +496,8 @@ def _fit_fingerprint(instance, url: str, keys: list[str]):
 def _shadow_figures(root: Path, url: str, prefix: str) -> dict:
     """Shadow runs serving the batch whose keys start with `prefix`: counts, outcomes, invariants
     (from each shadow run's own report, and outcome rows in the signal store)."""
-    from shadow_dagster.dagster.rollback import PREDICTED_AT_TAG, read_outcomes
+    from shadow_dagster.store.outcomes import read_outcomes
+    from shadow_dagster.tags import PREDICTED_AT_TAG
     from shadow_dagster.store.signal_store import SignalStore
     from shadow_dagster.tags import PARENT_TAG, PREDICTION_TAG, PROBABILITY_TAG, SHADOW_TAG
 

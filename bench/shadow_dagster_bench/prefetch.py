@@ -195,7 +195,7 @@ def run(json_out: bool = False, *, mb: float = 150.0, reps: int = 2, index_rows:
     from shadow_dagster.dagster.fingerprints import fingerprint_path
     from shadow_dagster.dagster.ingest import ingest
     from shadow_dagster_bench.home import write_instance_yaml
-    from shadow_dagster.dagster.rollback import read_outcomes
+    from shadow_dagster.store.outcomes import read_outcomes
     from shadow_dagster.fingerprint import Fingerprint
     from shadow_dagster.signals.cases import cases_from_signals
     from shadow_dagster.store.signal_store import SignalStore

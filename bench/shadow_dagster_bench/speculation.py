@@ -227,7 +227,7 @@ class Launcher:
             self.errors.append(repr(exc)[:300])
 
     def in_flight(self) -> int:
-        from shadow_dagster.dagster.rollback import IN_FLIGHT
+        from shadow_dagster.dagster.live_groups import IN_FLIGHT
 
         return sum(1 for rid in self.run_ids
                    if (r := self.instance.get_run_by_id(rid)) is not None and r.status in IN_FLIGHT)
@@ -419,7 +419,7 @@ def _mode_outcomes(instance, url: str, prefix: str) -> dict:
     seconds) and, for runs not purged, their run records."""
     from dagster import RunsFilter
 
-    from shadow_dagster.dagster.rollback import read_outcomes
+    from shadow_dagster.store.outcomes import read_outcomes
     from shadow_dagster.store.signal_store import SignalStore
     from shadow_dagster.tags import PARENT_TAG, PREDICTION_TAG, SHADOW_TAG
 

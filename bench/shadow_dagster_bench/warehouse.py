@@ -222,7 +222,8 @@ def run(as_json: bool = False, *, months: int = 2, trips_per_month: int = 20_000
     """Run the benchmark; returns (and with `as_json` prints last) the figures."""
     from dagster import build_sensor_context
 
-    from shadow_dagster.dagster.rollback import SCHEDULED_FOR_TAG, read_outcomes
+    from shadow_dagster.store.outcomes import read_outcomes
+    from shadow_dagster.tags import SCHEDULED_FOR_TAG
     from shadow_dagster.dagster.shadow_runner import execute_shadow_request
     from shadow_dagster.dagster.speculative_sensor import SPECULATIVE_SENSOR_NAME
     from shadow_dagster.store.engine import default_url

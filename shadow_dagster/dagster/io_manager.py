@@ -43,7 +43,7 @@ PREFETCH_HIT_META = PREFIX + "prefetched"           # input metadata: read from 
 PREFETCH_BYTES_META = PREFIX + "prefetched_bytes"
 
 if TYPE_CHECKING:
-    from shadow_dagster.speculation.outputs import ShadowOutputStore
+    from shadow_dagster.store.outputs import ShadowOutputStore
 
 _stores: dict[tuple, ShadowOutputStore] = {}
 
@@ -52,7 +52,7 @@ def get_store(shadow_dir: str, store_url: str, live_root: str) -> ShadowOutputSt
     """One store (and engine) per process for a given configuration."""
     key = (os.path.abspath(shadow_dir), store_url, os.path.abspath(live_root))
     if key not in _stores:
-        from shadow_dagster.speculation.outputs import ShadowOutputStore   # SQLAlchemy: on first use
+        from shadow_dagster.store.outputs import ShadowOutputStore   # SQLAlchemy: on first use
 
         _stores[key] = ShadowOutputStore(shadow_dir, store_url, forbidden_roots=[live_root])
     return _stores[key]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from dagster import DagsterInstance, RunsFilter
 
 from shadow_dagster.dagster.instances import instance_keys, no_family
-from shadow_dagster.dagster.rollback import group_view
+from shadow_dagster.dagster.live_groups import group_view
 from shadow_dagster.fingerprint import Prediction
 from shadow_dagster.signals.cases import case_attrs
 

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from dagster import AssetKey
 
 from shadow_dagster.dagster.job_graph import definition_graph
-from shadow_dagster.dagster.rollback import PREPARED, SETTLED, GroupView, OutcomeRecord, group_view, record_outcomes
+from shadow_dagster.dagster.live_groups import GroupView, group_view
+from shadow_dagster.store.outcomes import PREPARED, SETTLED, OutcomeRecord, record_outcomes
 from shadow_dagster.dagster.warmup import call_hook, warmable_resource_keys
 from shadow_dagster.speculation.planner import Candidate, StepInfo
 from shadow_dagster.speculation.prefetch import PrefetchCache

@@ -1,11 +1,6 @@
-"""Outcomes and rollback of shadow runs.
+"""Rollback of shadow runs: settle each launched prediction, cancel and clean up the misses.
 
-Every prediction leaves outcome signals in the signal store (kind "outcome", one row per stage:
-"predicted", "launched", then "hit" or "miss"; pre-fetch and pre-allocation add "prefetch" (one
-row per tick that copied inputs) and "warmup", settled once by "used" or "release", see
-`shadow_dagster.dagster.prepare`). Rows are keyed by a negative event id hashed from
-the prediction id and stage, under the pseudo run id "prediction:<id>" (no workflow key, so they never
-join a workflow instance), and a resolved prediction is never written twice.
+Outcome rows are `shadow_dagster.store.outcomes`; live instances `shadow_dagster.dagster.live_groups`.
 
 `resolve_shadow_runs` settles launched predictions: a **hit** when the live run materialised the
 predicted asset with `shadow_dagster/reused_from` = the shadow run; a **miss** when the live instance
@@ -25,226 +20,41 @@ id, activity and outcome listed (`shadow-dagster shadow list`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from datetime import timezone
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from shadow_dagster.signals.model import SignalRow
-from shadow_dagster.speculation.policy import Outcome
+from shadow_dagster.dagster.live_groups import GroupView, group_view
+from shadow_dagster.store.outcomes import RESOLVED, OutcomeRecord, read_outcomes, record_outcomes
 from shadow_dagster.tags import (
+    ACTIVITY_TAG,
     PARENT_TAG,
+    POSITION_TAG,
+    PREDICTED_AT_TAG,
     PREDICTION_TAG,
-    PREFIX,
+    PREFIX_LEN_TAG,
     PROBABILITY_TAG,
     REUSED_FROM,
+    SCHEDULED_FOR_TAG,
     SECONDS_SAVED,
     SHADOW_TAG,
+    SHADOW_WORKFLOW_TAG,
+    TARGETS_TAG,
     shadow_partition,
 )
 
 if TYPE_CHECKING:   # the stores import SQLAlchemy: loaded when used, not with the code location
-    from shadow_dagster.speculation.outputs import ShadowOutputStore
+    from shadow_dagster.store.outputs import ShadowOutputStore
     from shadow_dagster.store.signal_store import SignalStore
 
-ACTIVITY_TAG = PREFIX + "activity"            # shadow run: the predicted activity ("job/step")
-TARGETS_TAG = PREFIX + "targets"              # shadow run: JSON list of the activity's own asset keys
-POSITION_TAG = PREFIX + "position"            # shadow run: index the activity was expected at
-PREFIX_LEN_TAG = PREFIX + "prefix_length"     # shadow run: live steps started when it was predicted
-PREDICTED_AT_TAG = PREFIX + "predicted_at"    # shadow run: epoch seconds of the prediction
-SCHEDULED_FOR_TAG = PREFIX + "scheduled_for"  # shadow run for a run a schedule launches: its tick (epoch s)
-SHADOW_WORKFLOW_TAG = PREFIX + "shadow_of"    # shadow run: the workflow (job of the first live run)
-OUTCOME_RUN_PREFIX = "prediction:"
-STAGES = ("predicted", "launched", "hit", "miss", "prefetch", "warmup", "used", "release", "purged")
 PURGE_MODES = ("all", "misses", "off")
-RESOLVED = ("hit", "miss")
-PREPARED = ("prefetch", "warmup")   # pre-fetch / pre-allocation done ahead of a predicted step
-SETTLED = ("used", "release")       # ...then the live step used it, or it was released
-IN_FLIGHT = {DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-             DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING}
 
 
-@dataclass(frozen=True)
-class OutcomeRecord:
-    """One stage of a prediction, as stored in the signal store."""
-
-    prediction_id: str
-    stage: str                     # predicted | launched | hit | miss | purged | (prepare stages)
-    ts_ms: int
-    workflow: str | None = None
-    workflow_key: str | None = None
-    activity: str | None = None
-    probability: float | None = None
-    shadow_run_id: str | None = None
-    seconds_saved: float = 0.0
-    seconds_wasted: float = 0.0
-    reason: str | None = None
-    # pre-fetch / pre-allocation stages
-    resource: str | None = None          # warmup/release: the resource key
-    nbytes: int = 0                      # prefetch: bytes copied into the cache
-    seconds: float = 0.0                 # prefetch/warmup/release: seconds spent; purged: run seconds
-    position: int | None = None          # index in the live sequence the step was expected at
-    prefix_length: int | None = None     # live steps started when it was prepared
-    sources: tuple[str, ...] = ()        # prefetch: cache sources (live file paths) copied
-    output_lead_s: float | None = None   # miss the live step computed itself: seconds the shadow output
-                                         # was ready before the step started (< 0: after; None: no output)
-
-    def __post_init__(self):
-        if self.stage not in STAGES:
-            raise ValueError(f"outcome stage must be one of {STAGES}, got {self.stage!r}")
-        if not self.prediction_id:
-            raise ValueError("an outcome needs a prediction id")
-        object.__setattr__(self, "sources", tuple(self.sources or ()))
-
-    def dedup_key(self) -> str:
-        """One resolution and one settlement per prediction; one prefetch row per tick."""
-        if self.stage in RESOLVED:
-            return "resolved"
-        if self.stage in SETTLED:
-            return "settled"
-        return f"prefetch@{int(self.ts_ms)}" if self.stage == "prefetch" else self.stage
-
-    def event_id(self) -> int:
-        """Negative (never an event log storage id), stable per prediction and stage."""
-        digest = hashlib.sha256(f"{self.prediction_id}\x1f{self.dedup_key()}".encode()).hexdigest()
-        return -(int(digest[:15], 16) + 1)
-
-    def to_row(self) -> SignalRow:
-        if self.stage == "hit":
-            seconds = self.seconds_saved
-        elif self.stage in PREPARED + SETTLED:
-            seconds = self.seconds
-        else:
-            seconds = self.seconds_wasted
-        return SignalRow(self.event_id(), int(self.ts_ms), "outcome", OUTCOME_RUN_PREFIX + self.prediction_id,
-                         None, None, None, None, "outcome", 1 if self.stage in ("hit", "used") else 0,
-                         self.probability, int(round(seconds * 1000)), self.nbytes or None,
-                         json.dumps(asdict(self), sort_keys=True))
-
-
-def read_outcomes(store: SignalStore, *, since_ms: int | None = None,
-                  prediction_ids: Iterable[str] | None = None) -> list[OutcomeRecord]:
-    """Outcome records, oldest first."""
-    import sqlalchemy as sa
-
-    from shadow_dagster.store import schema
-
-    t = schema.signals
-    q = sa.select(t.c.tags).where(t.c.kind == "outcome")
-    if since_ms is not None:
-        q = q.where(t.c.ts_ms >= since_ms)
-    if prediction_ids is not None:
-        q = q.where(t.c.run_id.in_([OUTCOME_RUN_PREFIX + p for p in prediction_ids]))
-    with store.engine.connect() as conn:
-        rows = conn.execute(q.order_by(t.c.ts_ms, t.c.event_id)).scalars().all()
-    out = []
-    for raw in rows:
-        doc = json.loads(raw)
-        out.append(OutcomeRecord(**{k: doc[k] for k in OutcomeRecord.__dataclass_fields__ if k in doc}))
-    return out
-
-
-def record_outcomes(store: SignalStore, records: Iterable[OutcomeRecord]) -> int:
-    """Write records not already stored (a prediction is resolved at most once); returns how many."""
-    records = list(records)
-    if not records:
-        return 0
-    have = {(r.prediction_id, r.dedup_key())
-            for r in read_outcomes(store, prediction_ids={r.prediction_id for r in records})}
-    new, seen = [], set()
-    for r in records:
-        key = (r.prediction_id, r.dedup_key())
-        if key not in have and key not in seen:
-            seen.add(key)
-            new.append(r.to_row())
-    store.write_batch(new)
-    return len(new)
-
-
-def policy_outcomes(records: Iterable[OutcomeRecord]) -> list[Outcome]:
-    """Resolved launches as policy outcomes (hit/miss with the promised probability), oldest first."""
-    return [Outcome(r.stage == "hit", float(r.probability or 0.0)) for r in records if r.stage in RESOLVED]
-
-
-# ------------------------------------------------------------------------------- live view
-@dataclass
-class GroupView:
-    """What a live workflow instance has done so far (runs sharing a workflow key, shadow runs excluded)."""
-
-    workflow_key: str
-    records: list = field(default_factory=list)          # RunRecords, oldest first
-    steps: list[tuple[float, str, str | None, str]] = field(default_factory=list)  # (start, activity, status, run)
-    planned: str | None = None    # the workflow of an instance not started yet (a scheduled run)
-
-    @property
-    def workflow(self) -> str:
-        return self.records[0].dagster_run.job_name if self.records else (self.planned or "")
-
-    @property
-    def executed(self) -> list[tuple[float, str, str | None, str]]:
-        """Steps that ran (skipped ones left out), as fingerprints are fitted (`executed_only`)."""
-        return [s for s in self.steps if s[2] != "SKIPPED"]
-
-    @property
-    def prefix(self) -> list[str]:
-        """The executed activities in start order: the sequence the fingerprint predicts from."""
-        return [a for _, a, _, _ in self.executed]
-
-    @property
-    def in_progress(self) -> bool:
-        return any(r.dagster_run.status in IN_FLIGHT for r in self.records)
-
-    @property
-    def failed(self) -> str | None:
-        for r in self.records:
-            if r.dagster_run.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
-                return f"live run {r.dagster_run.run_id} {r.dagster_run.status.value.lower()}"
-        return None
-
-    @property
-    def ended_at(self) -> float | None:
-        if self.in_progress or not self.records:
-            return None
-        return max((r.end_time or r.update_timestamp.timestamp()) for r in self.records)
-
-    def step_status(self, activity: str) -> str | None:
-        found = [s for _, a, s, _ in self.steps if a == activity]
-        return found[-1] if found else None
-
-
-def group_runs(instance: DagsterInstance, workflow_key: str, seed_records=(), family_of=None) -> list:
-    """RunRecords of a workflow instance (oldest first), shadow runs excluded."""
-    from shadow_dagster.dagster.instances import members, no_family
-    from shadow_dagster.tags import is_shadow_run
-
-    records = [r for r in members(instance, workflow_key, family_of or no_family, seed_records)
-               if not is_shadow_run(r.dagster_run.tags)]
-    return sorted(records, key=lambda r: (r.start_time or r.create_timestamp.timestamp()))
-
-
-def group_view(instance: DagsterInstance, workflow_key: str, seed_records=(), family_of=None) -> GroupView:
-    """The live instance's runs and steps in start order, labelled like the signal cases."""
-    from shadow_dagster.signals.cases import activity_label
-
-    view = GroupView(workflow_key, group_runs(instance, workflow_key, seed_records, family_of))
-    for rec in view.records:
-        run = rec.dagster_run
-        for st in instance.get_run_step_stats(run.run_id):
-            start = st.start_time if st.start_time is not None else st.end_time
-            if start is None:
-                continue
-            view.steps.append((start, activity_label(run.job_name, st.step_key),
-                               st.status.value if st.status else None, run.run_id))
-    view.steps.sort(key=lambda s: s[0])
-    return view
-
-
-# ------------------------------------------------------------------------------- rollback
 @dataclass
 class Resolution:
     prediction_id: str
@@ -479,7 +289,7 @@ def resolve_shadow_runs(
                 res.cancelled = cancel_shadow_run(instance, run)
                 res.seconds_wasted = _wasted(instance, run, now)
                 if output_store is not None:
-                    from shadow_dagster.speculation.outputs import delete_shadow_outputs
+                    from shadow_dagster.store.outputs import delete_shadow_outputs
 
                     res.outputs_deleted = delete_shadow_outputs(output_store, prediction_id=pid)
                     res.outputs_deleted += delete_shadow_outputs(output_store, run_id=run.run_id)

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from dagster import AssetKey, AssetSpec, MetadataValue, RunsFilter
 
 from shadow_dagster.dagster.reported import Reported, reported_asset
-from shadow_dagster.dagster.rollback import ACTIVITY_TAG, RESOLVED, policy_outcomes, read_outcomes
+from shadow_dagster.store.outcomes import RESOLVED, policy_outcomes, read_outcomes
+from shadow_dagster.tags import ACTIVITY_TAG
 from shadow_dagster.speculation.policy import PolicyConfig, PolicyState
 from shadow_dagster.store.engine import default_url
 from shadow_dagster.tags import PARENT_TAG, PREDICTION_TAG, PROBABILITY_TAG, SHADOW_TAG

@@ -49,25 +49,17 @@ from shadow_dagster.dagster.shadow_runner import (
     shadow_request,
     shadow_runner_job,
 )
-from shadow_dagster.dagster.rollback import (
+from shadow_dagster.dagster.live_groups import IN_FLIGHT, GroupView, group_view
+from shadow_dagster.dagster.rollback import PURGE_MODES, recent_shadow_runs, resolve_shadow_runs
+from shadow_dagster.store.outcomes import RESOLVED, OutcomeRecord, policy_outcomes, read_outcomes, record_outcomes
+from shadow_dagster.tags import (
     ACTIVITY_TAG,
-    IN_FLIGHT,
     POSITION_TAG,
     PREDICTED_AT_TAG,
     PREFIX_LEN_TAG,
-    PURGE_MODES,
-    RESOLVED,
     SCHEDULED_FOR_TAG,
     SHADOW_WORKFLOW_TAG,
     TARGETS_TAG,
-    GroupView,
-    OutcomeRecord,
-    group_view,
-    policy_outcomes,
-    read_outcomes,
-    recent_shadow_runs,
-    record_outcomes,
-    resolve_shadow_runs,
 )
 from shadow_dagster.dagster.instances import family_resolver, instance_keys, no_family, upcoming_key
 from shadow_dagster.dagster.scheduled import upcoming_runs
@@ -451,7 +443,7 @@ def build_speculative_sensor(
             home = os.environ.get("DAGSTER_HOME")
             url = signal_store_url or default_url()
             out_dir = shadow_dir or (os.path.join(home, "shadow_dagster", "outputs") if home else None)
-            from shadow_dagster.speculation.outputs import ShadowOutputStore
+            from shadow_dagster.store.outputs import ShadowOutputStore
             from shadow_dagster.store.signal_store import SignalStore
 
             stores["signals"] = SignalStore(url)

@@ -22,7 +22,7 @@ from dagster import Config, asset, materialize
 from shadow_dagster.dagster.critical import critical_guard, guard_assets
 from shadow_dagster.dagster.io_manager import ShadowIOManager
 from shadow_dagster.dagster.reuse import shadow_reusable
-from shadow_dagster.speculation.outputs import COMPLETE, ShadowOutputStore
+from shadow_dagster.store.outputs import COMPLETE, ShadowOutputStore
 from shadow_dagster.tags import CRITICAL_TAG, PREDICTION_TAG, REUSED_FROM, SHADOW_TAG
 
 SHADOW = {SHADOW_TAG: "true", PREDICTION_TAG: "isolation"}

@@ -17,7 +17,7 @@ from dagster import Config, MetadataValue, Output, asset, materialize
 
 from shadow_dagster.dagster.io_manager import PROVENANCE_KEY_META, ShadowIOManager
 from shadow_dagster.dagster.reuse import shadow_reusable
-from shadow_dagster.speculation.outputs import ShadowOutputStore, shadow_outputs
+from shadow_dagster.store.outputs import ShadowOutputStore, shadow_outputs
 from shadow_dagster.speculation.provenance import content_hash
 from shadow_dagster.tags import CRITICAL_TAG, PREDICTION_TAG, REUSED_FROM, SECONDS_SAVED, SHADOW_TAG
 

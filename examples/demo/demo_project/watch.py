@@ -13,7 +13,7 @@ import time
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from shadow_dagster.dagster.rollback import ACTIVITY_TAG
+from shadow_dagster.tags import ACTIVITY_TAG
 from shadow_dagster.tags import PARENT_TAG, PROBABILITY_TAG, REUSED_FROM, SHADOW_TAG, WORKFLOW_TAG
 
 LAST_JOB = "notify_job"
