@@ -131,6 +131,25 @@ def test_real_runs_rerun_backfill_and_a_weekly_job_with_the_same_key_are_four_in
     assert predict_run(instance, rerun[1]).workflow_key == f"{P}@{rerun[0]}"
 
 
+
+def test_refit_and_report_runs_are_no_live_instance_and_never_join_one(instance):
+    """Runs shadow-dagster makes itself (`shadow_dagster/own=true`), in flight or just finished in a
+    live partition, are neither a live instance nor a member of one; the live runs keep their key."""
+    from shadow_dagster.tags import OWN_RUN_TAG
+
+    own = _run(instance, "load_month", **{OWN_RUN_TAG: "true"})       # finished, in partition P
+    live = [_run(instance, "load_month"), _run(instance, "report_month")]
+    queued = instance.create_run_for_job(defs.resolve_job_def("load_week"), tags={OWN_RUN_TAG: "true"}).run_id
+    assert instance.get_run_by_id(queued).status == dg.DagsterRunStatus.NOT_STARTED   # in flight
+
+    groups = live_groups(instance, time.time(), 3600.0, family_resolver(defs.get_repository_def()))
+    assert {k: sorted(r.dagster_run.run_id for r in v) for k, v in groups.items()} == {
+        f"{P}@{live[0]}": sorted(live)}
+    view = group_view(instance, f"{P}@{live[0]}", family_of=family_resolver(defs.get_repository_def()))
+    assert [r.dagster_run.run_id for r in view.records] == live
+    assert own not in {r.dagster_run.run_id for v in groups.values() for r in v}
+
+
 def test_the_cli_reads_partitions_definitions_from_the_code_location(instance, tmp_path, monkeypatch):
     """`ingest` and `predict` load the code location (`-f`, or pyproject.toml as `dagster dev`), so a
     monthly and a weekly job with the same key are two instances there too; without one, one."""

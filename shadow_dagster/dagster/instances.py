@@ -17,7 +17,7 @@ from shadow_dagster.signals.instances import (
     partition_of_key,
     schedule_of_key,
 )
-from shadow_dagster.tags import PARTITION_TAG, WORKFLOW_TAG, is_shadow_run
+from shadow_dagster.tags import PARTITION_TAG, WORKFLOW_TAG, is_own_run
 
 Family = Callable[[str | None], str | None]
 
@@ -61,7 +61,7 @@ def _facts(record) -> RunFacts:
 def partition_records(instance: DagsterInstance, partition: str) -> list:
     """Live RunRecords with Dagster's partition tag `partition` (shadow runs never carry it)."""
     return [r for r in instance.get_run_records(filters=RunsFilter(tags={PARTITION_TAG: partition}))
-            if not is_shadow_run(r.dagster_run.tags)]
+            if not is_own_run(r.dagster_run.tags)]
 
 
 def keys_of_partition(records: Iterable, family_of: Family = no_family) -> dict[str, str]:
@@ -109,7 +109,7 @@ def members(instance: DagsterInstance, key: str, family_of: Family = no_family, 
         name, at, _ = scheduled
         first = [r for r in instance.get_run_records(filters=RunsFilter(tags={SCHEDULE_TAG: name,
                                                                               SCHEDULED_AT_TAG: at}))
-                 if not is_shadow_run(r.dagster_run.tags)]
+                 if not is_own_run(r.dagster_run.tags)]
         again = [r for f in first for r in instance.get_run_records(
             filters=RunsFilter(tags={ROOT_RUN_TAG: f.dagster_run.run_id}))]
         return first + again
@@ -121,7 +121,7 @@ def members(instance: DagsterInstance, key: str, family_of: Family = no_family, 
         return [r for r in seeds if keys.get(r.dagster_run.run_id) == key] or seeds
     by_id = list(instance.get_run_records(filters=RunsFilter(run_ids=[key])))
     root = list(instance.get_run_records(filters=RunsFilter(tags={ROOT_RUN_TAG: key})))
-    return [r for r in by_id + root if not is_shadow_run(r.dagster_run.tags)]
+    return [r for r in by_id + root if not is_own_run(r.dagster_run.tags)]
 
 
 def upcoming_key(instance: DagsterInstance, job_name: str, partition: str | None, tags: dict, created: float,

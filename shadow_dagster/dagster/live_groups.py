@@ -12,7 +12,8 @@ IN_FLIGHT = {DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunSt
 
 @dataclass
 class GroupView:
-    """What a live workflow instance has done so far (runs sharing a workflow key; shadow runs excluded)."""
+    """What a live workflow instance has done so far (runs sharing a workflow key; shadow, refit and
+    report runs excluded)."""
 
     workflow_key: str
     records: list = field(default_factory=list)          # RunRecords, oldest first
@@ -56,12 +57,12 @@ class GroupView:
 
 
 def group_runs(instance: DagsterInstance, workflow_key: str, seed_records=(), family_of=None) -> list:
-    """RunRecords of a workflow instance (oldest first), shadow runs excluded."""
+    """RunRecords of a workflow instance (oldest first), shadow, refit and report runs excluded."""
     from shadow_dagster.dagster.instances import members, no_family
-    from shadow_dagster.tags import is_shadow_run
+    from shadow_dagster.tags import is_own_run
 
     records = [r for r in members(instance, workflow_key, family_of or no_family, seed_records)
-               if not is_shadow_run(r.dagster_run.tags)]
+               if not is_own_run(r.dagster_run.tags)]
     return sorted(records, key=lambda r: (r.start_time or r.create_timestamp.timestamp()))
 
 

@@ -75,7 +75,7 @@ from shadow_dagster.tags import (
     PROBABILITY_TAG,
     SHADOW_TAG,
     WORKFLOW_TAG,
-    is_shadow_run,
+    is_own_run,
 )
 
 if TYPE_CHECKING:   # numpy and SQLAlchemy: loaded at the first tick, not with the code location
@@ -168,7 +168,7 @@ def live_groups(instance, now: float, chain_gap_s: float, family_of=no_family) -
         recs += [r for r in instance.get_run_records(filters=RunsFilter(
             statuses=[DagsterRunStatus.SUCCESS], updated_after=after))
             if WORKFLOW_TAG in r.dagster_run.tags or PARTITION_TAG in r.dagster_run.tags]
-    recs = [r for r in recs if not is_shadow_run(r.dagster_run.tags)]
+    recs = [r for r in recs if not is_own_run(r.dagster_run.tags)]   # shadow, refit, report
     keys = instance_keys(instance, recs, family_of)
     for rec in recs:
         groups.setdefault(keys.get(rec.dagster_run.run_id, rec.dagster_run.run_id), []).append(rec)
