@@ -17,6 +17,10 @@ _LAZY = {
     "ShadowPostgresResource": "shadow_dagster.dagster.shadow_postgres",
     "report_intensity": "shadow_dagster.dagster.intensity",
     "SignalStoreResource": "shadow_dagster.dagster.resources",
+    "SpeculationConfig": "shadow_dagster.speculation.config",
+    "PrepareConfig": "shadow_dagster.speculation.config",
+    "PolicyConfig": "shadow_dagster.speculation.policy",
+    "ShadowStorage": "shadow_dagster.store.layout",
 }
 
 

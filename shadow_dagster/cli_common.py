@@ -61,11 +61,12 @@ def dagster_instance(*, read: bool = False):
 
 def store_url_for(store_url: str | None) -> str:
     """The signal store URL to use; the default one lives in $DAGSTER_HOME, which must exist."""
-    from shadow_dagster.store.engine import ENV_URL, default_url
+    from shadow_dagster.store.engine import ENV_URL
+    from shadow_dagster.store.layout import ShadowStorage
 
     if not store_url and not os.environ.get(ENV_URL) and os.environ.get("DAGSTER_HOME"):
         dagster_home()
-    return store_url or default_url()
+    return ShadowStorage(signal_store_url=store_url).location("signal_store_url")
 
 
 def open_store(store_url: str | None, retention_days: float = 30.0, *, read: bool = False):

@@ -56,13 +56,14 @@ def gc(ttl_s: float, shadow_dir: str | None, store_url: str | None):
     from dagster import RunsFilter
 
     from shadow_dagster.store.outcomes import RESOLVED, read_outcomes
-    from shadow_dagster.store.outputs import PROMOTED, ShadowOutputStore, delete_shadow_outputs
-    from shadow_dagster.store.engine import default_url
+    from shadow_dagster.store.layout import ShadowStorage
+    from shadow_dagster.store.outputs import PROMOTED, delete_shadow_outputs
     from shadow_dagster.tags import PREDICTION_TAG, SHADOW_TAG
 
     if ttl_s < 0:
         raise click.ClickException(f"--ttl must be >= 0 seconds, got {ttl_s}")
-    root = shadow_dir or os.path.join(dagster_home(), "shadow_dagster", "outputs")
+    where = ShadowStorage(signal_store_url=store_url, shadow_dir=shadow_dir)
+    root = where.location("shadow_dir", dagster_home() if not shadow_dir else None)
     if not os.path.isdir(root):
         if shadow_dir:      # the folder the user named is not there: a typo, say so
             raise click.ClickException(f"shadow output directory {root} does not exist")
@@ -70,7 +71,7 @@ def gc(ttl_s: float, shadow_dir: str | None, store_url: str | None):
         return
     instance = _instance(read=True)
     store = _signal_store(store_url, read=True)
-    outputs = ShadowOutputStore(root, store_url or default_url())
+    outputs = where.output_store()
     resolved = {r.prediction_id for r in read_outcomes(store) if r.stage in RESOLVED} if store else set()
     now, deleted, runs = time.time(), 0, 0
     for rec in instance.get_run_records(filters=RunsFilter(tags={SHADOW_TAG: "true"})):

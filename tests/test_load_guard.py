@@ -10,7 +10,7 @@ from dagster import Definitions, asset, build_sensor_context
 
 from shadow_dagster.dagster import speculative_sensor as spec
 from shadow_dagster.dagster.critical import guard_assets
-from shadow_dagster.speculation.policy import PolicyConfig
+from shadow_dagster import PolicyConfig, ShadowStorage, SpeculationConfig
 from shadow_dagster.tags import CRITICAL_TAG
 
 
@@ -46,11 +46,14 @@ def _defs() -> Definitions:
     return Definitions(assets=assets, jobs=[spec.shadow_job(assets)])
 
 
+def _storage(tmp_path) -> ShadowStorage:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    return ShadowStorage(signal_store_url=url, output_store_url=url, shadow_dir=str(tmp_path / "shadow"))
+
+
 def _sensor_tick(instance, tmp_path, policy):
     defs = _defs()
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    sensor = spec.build_speculative_sensor(policy=policy, signal_store_url=url, output_store_url=url,
-                                           shadow_dir=str(tmp_path / "shadow"))
+    sensor = spec.build_speculative_sensor(config=SpeculationConfig(policy=policy), storage=_storage(tmp_path))
     data = sensor.evaluate_tick(build_sensor_context(instance=instance, repository_def=defs.get_repository_def()))
     return data
 
@@ -84,7 +87,7 @@ def test_tick_budget_wait_spreads_ticks_by_their_cost():
 @pytest.mark.parametrize("bad", [0, -0.1, 1.5, "0.2", True, math.nan])
 def test_tick_budget_share_is_validated(bad):
     with pytest.raises(ValueError, match="max_tick_share"):
-        spec.build_speculative_sensor(job_name="x", max_tick_share=bad)
+        SpeculationConfig(max_tick_share=bad)
 
 
 def test_a_costly_last_tick_skips_evaluations_and_keeps_the_cursor(instance, tmp_path):
@@ -92,9 +95,7 @@ def test_a_costly_last_tick_skips_evaluations_and_keeps_the_cursor(instance, tmp
     import time
 
     defs = _defs()
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    sensor = spec.build_speculative_sensor(signal_store_url=url, output_store_url=url,
-                                           shadow_dir=str(tmp_path / "shadow"), max_tick_share=0.25)
+    sensor = spec.build_speculative_sensor(config=SpeculationConfig(max_tick_share=0.25), storage=_storage(tmp_path))
     repo = defs.get_repository_def()
     first = sensor.evaluate_tick(build_sensor_context(instance=instance, repository_def=repo))
     started, took = json.loads(first.cursor)["tick"]
@@ -120,9 +121,7 @@ def test_the_sensor_plans_with_the_launch_latency_it_observes(instance, tmp_path
     sjob = defs.resolve_job_def(spec.SHADOW_JOB_NAME)
     defs.resolve_job_def(sjob.name).execute_in_process(instance=instance, tags={
         SHADOW_TAG: "true", PREDICTION_TAG: "p-late", PREDICTED_AT_TAG: f"{time.time() - 50:.3f}"})
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    sensor = spec.build_speculative_sensor(signal_store_url=url, output_store_url=url,
-                                           shadow_dir=str(tmp_path / "shadow"), launch_overhead_s=1.0)
+    sensor = spec.build_speculative_sensor(config=SpeculationConfig(launch_overhead_s=1.0), storage=_storage(tmp_path))
     data = sensor.evaluate_tick(build_sensor_context(instance=instance, repository_def=defs.get_repository_def()))
     assert json.loads(data.cursor)["launch_s"] == pytest.approx(50, abs=5)
 
@@ -145,8 +144,6 @@ def test_a_shadow_run_still_waiting_to_start_raises_the_launch_latency(instance,
                                 status=DagsterRunStatus.STARTING,
                                 tags={SHADOW_TAG: "true", PREDICTION_TAG: "p-queued",
                                       PREDICTED_AT_TAG: f"{time.time() - 40:.3f}"}))
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    sensor = spec.build_speculative_sensor(signal_store_url=url, output_store_url=url,
-                                           shadow_dir=str(tmp_path / "shadow"), launch_overhead_s=1.0)
+    sensor = spec.build_speculative_sensor(config=SpeculationConfig(launch_overhead_s=1.0), storage=_storage(tmp_path))
     data = sensor.evaluate_tick(build_sensor_context(instance=instance, repository_def=defs.get_repository_def()))
     assert json.loads(data.cursor)["launch_s"] == pytest.approx(40, abs=5)

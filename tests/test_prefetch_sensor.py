@@ -17,7 +17,7 @@ from dagster import Definitions, asset, build_sensor_context, define_asset_job
 
 from shadow_dagster.dagster.critical import guard_assets
 from shadow_dagster.dagster.io_manager import PREFETCH_BYTES_META, PREFETCH_HIT_META, ShadowIOManager
-from shadow_dagster.dagster.prepare import PrepareConfig
+from shadow_dagster import PrepareConfig, ShadowStorage, SpeculationConfig
 from shadow_dagster.store.outcomes import read_outcomes
 from shadow_dagster.dagster.speculative_sensor import build_speculative_sensor, shadow_job
 from shadow_dagster.dagster.warmup import WarmableResource
@@ -91,10 +91,12 @@ class World:
                 define_asset_job("left", selection=["publish"]),
                 define_asset_job("right", selection=["stats_b"])]
         sjob = shadow_job(assets)
-        kw = dict(job=sjob, signal_store_url=self.url, shadow_dir=str(self.shadow), output_store_url=self.url,
-                  divergence_slack=0, launch_overhead_s=0.0, prefetch=True)
-        kw.update(sensor_kw)
-        self.sensor = build_speculative_sensor(**kw)
+        options = dict(divergence_slack=0, launch_overhead_s=0.0, prefetch=True)
+        options.update(sensor_kw)
+        self.sensor = build_speculative_sensor(
+            job=sjob, storage=ShadowStorage(signal_store_url=self.url, shadow_dir=str(self.shadow),
+                                            output_store_url=self.url),
+            config=SpeculationConfig.from_options(options))
         self.defs = Definitions(assets=assets, jobs=[*jobs, sjob], sensors=[self.sensor], resources={
             "io_manager": ShadowIOManager(base_dir=str(self.live), shadow_dir=str(self.shadow), store_url=self.url),
             "index": DiskIndex(root=str(self.res_root)), "broken": Broken()})
@@ -295,7 +297,7 @@ def test_invalid_configuration_gets_clear_errors(tmp_path, instance):
                       ({"warmup_budget_s": -2}, "warmup_budget_s"),
                       ({"prefetch": "yes"}, "prefetch must be True or False")]:
         with pytest.raises(ValueError, match=match):
-            build_speculative_sensor(job_name="x", **kw)
+            SpeculationConfig.from_options(kw)
     with pytest.raises(ValueError):
         PrepareConfig(prefetch_budget_bytes=1.5)
     with pytest.raises(Exception, match="greater than or equal to 0"):

@@ -20,6 +20,7 @@ from shadow_dagster.store.outcomes import read_outcomes
 from shadow_dagster.tags import SCHEDULED_FOR_TAG
 from shadow_dagster.dagster.scheduled import running_schedules, upcoming_runs
 from shadow_dagster.dagster.shadow_runner import execute_shadow_request, request_assets
+from shadow_dagster import PrepareConfig, ShadowStorage, SpeculationConfig
 from shadow_dagster.dagster.speculative_sensor import build_speculative_sensor, shadow_job
 from shadow_dagster.fingerprint import Fingerprint
 from shadow_dagster.signals.cases import cases_from_signals
@@ -61,10 +62,11 @@ class World:
         self.url = f"sqlite:///{tmp_path / 'store.db'}"
         self.live, self.shadow = tmp_path / "live", tmp_path / "shadow"
         assets = guard_assets([raw, stats])
-        self.sensor = build_speculative_sensor(job=shadow_job(assets), signal_store_url=self.url,
-                                               shadow_dir=str(self.shadow), output_store_url=self.url,
-                                               launch_overhead_s=0.0, report_interval_s=None, chain_gap_s=0.0,
-                                               warmup=False)
+        self.sensor = build_speculative_sensor(
+            job=shadow_job(assets),
+            storage=ShadowStorage(signal_store_url=self.url, shadow_dir=str(self.shadow), output_store_url=self.url),
+            config=SpeculationConfig(launch_overhead_s=0.0, report_interval_s=None, chain_gap_s=0.0,
+                                     prepare=PrepareConfig(prefetch=False, warmup=False)))
         self.defs = dg.Definitions(
             assets=assets, jobs=[dg.define_asset_job("load", selection=["raw"], partitions_def=DAYS), nightly],
             schedules=[schedule], sensors=[self.sensor],

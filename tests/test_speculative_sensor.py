@@ -18,6 +18,7 @@ from shadow_dagster.dagster.purge import asset_keys_of_run
 from shadow_dagster.dagster.reuse import shadow_reusable
 from shadow_dagster.store.outcomes import read_outcomes
 from shadow_dagster.dagster.speculative_sensor import SHADOW_JOB_NAME, build_speculative_sensor, shadow_job
+from shadow_dagster import ShadowStorage, SpeculationConfig
 from shadow_dagster.fingerprint import Fingerprint
 from shadow_dagster.store.outputs import DELETED, ShadowOutputStore
 from shadow_dagster.speculation.planner import prediction_id
@@ -65,12 +66,12 @@ class World:
                 define_asset_job("left", selection=["stats_a"]),
                 define_asset_job("right", selection=["stats_b"])]
         self.sjob = shadow_job(assets)
-        self.sensor = build_speculative_sensor(job=self.sjob, signal_store_url=self.url, shadow_dir=str(self.shadow),
-                                               output_store_url=self.url, divergence_slack=0,
-                                               launch_overhead_s=0.0, report_interval_s=0)
+        self.storage = ShadowStorage(signal_store_url=self.url, shadow_dir=str(self.shadow), output_store_url=self.url)
+        self.sensor = build_speculative_sensor(job=self.sjob, storage=self.storage, config=SpeculationConfig(
+            divergence_slack=0, launch_overhead_s=0.0, report_interval_s=0))
         from shadow_dagster.dagster.speculation_report import build_speculation_report
 
-        report = build_speculation_report(signal_store_url=self.url).spec   # the sensor logs it
+        report = build_speculation_report(storage=self.storage).spec   # the sensor logs it
         self.defs = Definitions(assets=[*assets, report], jobs=[*jobs, self.sjob], sensors=[self.sensor], resources={
             "io_manager": ShadowIOManager(base_dir=str(self.live), shadow_dir=str(self.shadow), store_url=self.url)})
         self.repo = self.defs.get_repository_def()
@@ -139,7 +140,7 @@ def test_speculation_definitions_merge(world):
     from shadow_dagster.dagster.speculative_sensor import REPORT_JOB, SPECULATIVE_SENSOR_NAME, speculation_definitions
 
     assets = [world.defs.get_assets_def(k) for k in ("raw", "gate_step", "stats_a", "stats_b")]
-    merged = Definitions.merge(Definitions(assets=assets), speculation_definitions(assets, signal_store_url=world.url))
+    merged = Definitions.merge(Definitions(assets=assets), speculation_definitions(assets, storage=world.storage))
     job = merged.resolve_job_def(SHADOW_JOB_NAME)
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {"stats_a", "stats_b"}
     sensor_def = merged.get_sensor_def(SPECULATIVE_SENSOR_NAME)
@@ -321,7 +322,7 @@ def check_report_and_cli(world, instance, *, hits, misses):
     from shadow_dagster.dagster.reported import reporting_job
     from shadow_dagster.dagster.speculation_report import build_speculation_report
 
-    res = reporting_job("report", [build_speculation_report(signal_store_url=world.url)]).execute_in_process(
+    res = reporting_job("report", [build_speculation_report(storage=world.storage)]).execute_in_process(
         instance=instance)
     meta = res.asset_materializations_for_node("speculation_report")[0].metadata
     assert meta["hits"].value == hits and meta["misses"].value == misses

@@ -135,14 +135,15 @@ def make_load_sensor(chain_gap_s: float, max_load_per_core: float | None = None,
     default, is one launch per tick here, where shadow runs start on the live runs' host), stores
     under the bench directory; `chain_gap_s` is short because this workload starts its next job at once."""
     from shadow_dagster.dagster.speculative_sensor import build_speculative_sensor
-    from shadow_dagster.speculation.policy import PolicyConfig
+    from shadow_dagster import PolicyConfig, ShadowStorage, SpeculationConfig
 
     root = Path(os.environ[ENV_DIR])
     url = f"sqlite:///{root / 'store.db'}"
-    return build_speculative_sensor(signal_store_url=url, shadow_dir=str(root / "shadow"), output_store_url=url,
-                                    chain_gap_s=chain_gap_s, policy=PolicyConfig(
-                                        max_load_per_core=max_load_per_core, max_launches_per_tick=launches_per_tick),
-                                    max_tick_share=0.25)   # many live runs on one host: the tick budget
+    return build_speculative_sensor(
+        storage=ShadowStorage(signal_store_url=url, shadow_dir=str(root / "shadow"), output_store_url=url),
+        config=SpeculationConfig(chain_gap_s=chain_gap_s, policy=PolicyConfig(
+            max_load_per_core=max_load_per_core, max_launches_per_tick=launches_per_tick),
+            max_tick_share=0.25))   # many live runs on one host: the tick budget
 
 
 def _load_home(work_s: float, fetch_s: float):

@@ -43,6 +43,7 @@ def _definitions(root: Path, url: str, gate: threading.Event, *, remote: bool, i
 
     from shadow_dagster.dagster.critical import guard_assets
     from shadow_dagster.dagster.io_manager import ShadowIOManager, ShadowLiveIOManager, get_store
+    from shadow_dagster import PrepareConfig, ShadowStorage, SpeculationConfig
     from shadow_dagster.dagster.speculative_sensor import build_speculative_sensor, shadow_job
     from shadow_dagster.dagster.warmup import WarmableResource
     from shadow_dagster.tags import CRITICAL_TAG
@@ -120,9 +121,11 @@ def _definitions(root: Path, url: str, gate: threading.Event, *, remote: bool, i
 
     assets = guard_assets([big, gate_step, use_big, use_index, unrelated])
     sjob = shadow_job(assets)
-    sensor = build_speculative_sensor(job=sjob, signal_store_url=url, shadow_dir=str(root / "shadow"),
-                                      output_store_url=url, fingerprint_dir=str(root / "fingerprints"),
-                                      launch_overhead_s=0.0, prefetch=True, prefetch_budget_bytes=4 << 30, prefetch_budget_s=60.0)
+    sensor = build_speculative_sensor(
+        job=sjob, storage=ShadowStorage(signal_store_url=url, shadow_dir=str(root / "shadow"), output_store_url=url,
+                                        fingerprint_dir=str(root / "fingerprints")),
+        config=SpeculationConfig(launch_overhead_s=0.0, prepare=PrepareConfig(
+            prefetch=True, prefetch_budget_bytes=4 << 30, prefetch_budget_s=60.0)))
     return Definitions(
         assets=assets, jobs=[define_asset_job("etl", selection=["big", "gate_step"]),
                              define_asset_job("consume", selection=["use_big", "use_index"]), sjob],

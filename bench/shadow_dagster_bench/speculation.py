@@ -265,14 +265,15 @@ class SensorLoop:
 
 def make_sensor():
     """The speculative sensor as the benchmark configures it (stores under the bench directory)."""
+    from shadow_dagster import ShadowStorage, SpeculationConfig
     from shadow_dagster.dagster.speculative_sensor import build_speculative_sensor
 
     root = Path(os.environ[ENV_DIR])
     url = f"sqlite:///{root / 'store.db'}"
     # horizon 3: from `raw` alone (before `publish` has started) the chain's last job is 3 steps ahead
-    return build_speculative_sensor(signal_store_url=url, shadow_dir=str(root / "shadow"), output_store_url=url,
-                                    chain_gap_s=30, divergence_slack=0, launch_overhead_s=0.5, ttl_s=600,
-                                    horizon=3)
+    return build_speculative_sensor(
+        storage=ShadowStorage(signal_store_url=url, shadow_dir=str(root / "shadow"), output_store_url=url),
+        config=SpeculationConfig(chain_gap_s=30, divergence_slack=0, launch_overhead_s=0.5, ttl_s=600, horizon=3))
 
 
 def _sensor_main(control_dir: str, tick_s: float) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from dagster import DefaultScheduleStatus, Definitions, RunRequest, ScheduleEvaluationContext, SkipReason, schedule
 
@@ -11,6 +10,8 @@ from shadow_dagster.dagster.history_assets import build_history_assets, signals_
 from shadow_dagster.dagster.reported import reporting_job
 from shadow_dagster.dagster.resources import SignalStoreResource
 from shadow_dagster.dagster.sensors import build_signal_sensor
+from shadow_dagster.speculation.config import SpeculationConfig
+from shadow_dagster.store.layout import ShadowStorage
 
 STORE_RESOURCE_KEY = "shadow_signal_store"
 REFIT_JOB = "shadow_dagster_refit"
@@ -26,10 +27,24 @@ def _positive_int(name: str, value) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _output_dir() -> Path:
-    from shadow_dagster.dagster.fingerprints import fingerprint_dir
+def storage_of(user_defs: Definitions | None, storage: ShadowStorage | None = None,
+               store_url: str | None = None) -> ShadowStorage:
+    """The one storage of a code location: `storage`, `store_url` (the signal store's URL), and the
+    locations a ShadowIOManager among the user's resources sets, merged; a location two of them
+    set differently raises ValueError naming both, so that each is configured once."""
+    import sys
 
-    return fingerprint_dir().parent
+    if storage is not None and not isinstance(storage, ShadowStorage):
+        raise TypeError(f"storage must be a ShadowStorage, got {type(storage).__name__}")
+    out = storage or ShadowStorage()
+    if store_url:
+        out = out.merged(ShadowStorage(signal_store_url=store_url), source="store_url")
+    io_manager = sys.modules.get("shadow_dagster.dagster.io_manager")   # not imported: no ShadowIOManager in use
+    resources = (user_defs.resources or {}) if user_defs is not None and io_manager is not None else {}
+    for key, res in sorted(resources.items()):
+        if isinstance(res, io_manager.ShadowIOManager):
+            out = out.merged(res.storage(), source=f"ShadowIOManager {key!r}")
+    return out
 
 
 def build_refit_schedule(job, store: SignalStoreResource, *, cron: str, min_new_runs: int):
@@ -64,6 +79,7 @@ def shadow_definitions(
     user_defs: Definitions | None = None,
     *,
     store_url: str | None = None,
+    storage: ShadowStorage | None = None,
     resolution_ms: int = 1000,
     retention_days: float = 30.0,
     window_days: float = 30.0,
@@ -71,16 +87,18 @@ def shadow_definitions(
     sensor_interval_seconds: int = 15,
     refit_cron: str = "*/10 * * * *",
     refit_min_new_runs: int = 1,
-    speculation: dict | None = None,
+    speculation: SpeculationConfig | dict | None = None,
     read_only_resources: list[str] | tuple[str, ...] = (),
 ) -> Definitions:
     """Definitions to merge into yours: `Definitions.merge(my_defs, shadow_definitions(my_defs))`.
 
     `user_defs` lets the history assets read your job definitions for data edges, and turns on
     speculation: when it has assets tagged `shadow_dagster/critical: "false"`, a shadow asset job
-    over them and the speculative sensor are added (`speculation` passes options to
-    `build_speculative_sensor`, e.g. `{"policy": PolicyConfig(...), "ttl_s": 1800}`), with the
-    `speculation_report` asset. A non-critical step is pre-executed only if every resource it writes
+    over them and the speculative sensor are added (`speculation`: a `SpeculationConfig`, or a dict
+    of its fields such as `{"policy": PolicyConfig(...), "ttl_s": 1800}`), with the
+    `speculation_report` asset. `storage` (`ShadowStorage`) says where every piece of state lives;
+    `store_url` is a shortcut for its signal store, and a `ShadowIOManager` among your resources
+    contributes its shadow_dir, store_url and prefetch_dir (see `storage_of`). A non-critical step is pre-executed only if every resource it writes
     through is shadow-safe (see shadow_dagster.dagster.shadow_env); `read_only_resources` names the
     resource keys you declare write nothing. Invalid values (resolution outside 1 ms..60 s, a malformed URL, a
     non-positive window) raise here, at load time.
@@ -91,8 +109,10 @@ def shadow_definitions(
     _positive_int("refit_min_new_runs", refit_min_new_runs)
     if isinstance(read_only_resources, str) or not all(isinstance(k, str) for k in read_only_resources):
         raise TypeError(f"read_only_resources must be a list of resource keys, got {read_only_resources!r}")
+    config = SpeculationConfig.from_options(speculation, report_window_days=window_days)
+    storage = storage_of(user_defs, storage, store_url)
     store = SignalStoreResource(
-        url=store_url, resolution_ms=resolution_ms, retention_days=retention_days, page_size=page_size
+        url=storage.signal_store_url, resolution_ms=resolution_ms, retention_days=retention_days, page_size=page_size
     )
     if retention_days < window_days:
         raise ValueError(
@@ -103,9 +123,9 @@ def shadow_definitions(
     def user_jobs() -> list:
         return list(user_defs.get_repository_def().get_all_jobs()) if user_defs is not None else []
 
-    history = build_history_assets(window_days=window_days, jobs=user_jobs, output_dir=_output_dir)
+    history = build_history_assets(window_days=window_days, jobs=user_jobs, storage=storage)
     jobs, sensors = [], [build_signal_sensor(minimum_interval_seconds=sensor_interval_seconds)]
-    speculative = _speculation(user_defs, store_url, window_days, speculation or {}, read_only_resources)
+    speculative = _speculation(user_defs, storage, config, read_only_resources)
     if speculative is not None:
         shadow, sensor, report = speculative
         jobs.append(shadow)
@@ -122,22 +142,19 @@ def shadow_definitions(
     )
 
 
-def _speculation(user_defs: Definitions | None, store_url: str | None, window_days: float, options: dict,
+def _speculation(user_defs: Definitions | None, storage: ShadowStorage, config: SpeculationConfig,
                  read_only_resources=()):
     """(shadow job, speculative sensor, reported report) when the user has non-critical assets."""
     from shadow_dagster.dagster.speculation_report import build_speculation_report
     from shadow_dagster.dagster.speculative_sensor import _non_critical_keys, speculation_definitions
 
-    if not isinstance(options, dict):
-        raise TypeError(f"speculation must be a dict of build_speculative_sensor options, got {options!r}")
     assets = list(user_defs.assets or []) if user_defs is not None else []
     if not _non_critical_keys(assets):
         return None
-    spec = speculation_definitions(assets, report=False, window_days=window_days, signal_store_url=store_url,
-                                   read_only_resources=read_only_resources, **options)
+    spec = speculation_definitions(assets, config=config, storage=storage, report=False,
+                                   read_only_resources=read_only_resources)
     (job,), (sensor,) = spec.jobs, spec.sensors
-    report = build_speculation_report(signal_store_url=store_url, policy=options.get("policy"),
-                                      window_days=window_days)
+    report = build_speculation_report(storage=storage, policy=config.policy, window_days=config.report_window_days)
     return job, sensor, report
 
 

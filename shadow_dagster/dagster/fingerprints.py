@@ -7,23 +7,22 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from shadow_dagster.store.engine import StoreConfigError
+from shadow_dagster.store.layout import FINGERPRINT_DIR_ENV, ShadowStorage
+
 if TYPE_CHECKING:  # loaded by the functions that read a file, not by the code location
     from shadow_dagster.fingerprint import Fingerprint
 
-ENV_DIR = "SHADOW_DAGSTER_FINGERPRINT_DIR"
+ENV_DIR = FINGERPRINT_DIR_ENV
 SUFFIX = ".fingerprint"
 
 
 def fingerprint_dir(root: str | os.PathLike | None = None) -> Path:
     """`root`, else $SHADOW_DAGSTER_FINGERPRINT_DIR, else $DAGSTER_HOME/shadow_dagster/fingerprints."""
-    if root is not None:
-        return Path(root)
-    if os.environ.get(ENV_DIR):
-        return Path(os.environ[ENV_DIR])
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
-        raise RuntimeError(f"set DAGSTER_HOME or {ENV_DIR} to say where fingerprints are stored")
-    return Path(home) / "shadow_dagster" / "fingerprints"
+    try:
+        return Path(ShadowStorage(fingerprint_dir=root).location("fingerprint_dir"))
+    except StoreConfigError:
+        raise RuntimeError(f"set DAGSTER_HOME or {ENV_DIR} to say where fingerprints are stored") from None
 
 
 def fingerprint_path(workflow: str, root: str | os.PathLike | None = None) -> Path:

@@ -2,7 +2,7 @@
 
 All three read the signals of the rolling window, turn them into cases (one per workflow
 instance, see shadow_dagster.signals.cases) and write their results under
-$DAGSTER_HOME/shadow_dagster/ (node-link JSON graphs, fingerprint files). They are
+the storage's folders (`ShadowStorage`: node-link JSON graphs, fingerprint files). They are
 reported assets (see shadow_dagster.dagster.reported): non-executable specs whose metadata an op
 of the refit job logs, so they work whatever IO manager the user configured and no user job
 selects them.
@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 from dagster import AssetKey, AssetSpec, MetadataValue
 from dagster import TableColumn, TableRecord, TableSchema
 
-from shadow_dagster.dagster.fingerprints import fingerprint_dir, fingerprint_path, load_fingerprint
+from shadow_dagster.dagster.fingerprints import fingerprint_path, load_fingerprint
 from shadow_dagster.dagster.reported import Reported, reported_asset
+from shadow_dagster.store.layout import ShadowStorage
 
 # The learning code (networkx, hmmlearn) loads when a refit runs, not with the code location.
 if TYPE_CHECKING:
@@ -69,8 +70,10 @@ def _job_definitions(context, fallback: Callable[[], list]) -> list:
 
 
 def build_history_assets(*, window_days: float, jobs: Callable[[], list],
-                         output_dir: Callable[[], Path]) -> list[Reported]:
-    """The three history assets; `jobs()` lists the user's job definitions for data edges."""
+                         storage: ShadowStorage | None = None) -> list[Reported]:
+    """The three history assets; `jobs()` lists the user's job definitions for data edges. They
+    write fingerprints to `storage`'s fingerprint_dir and graphs to graphs/ beside it."""
+    storage = ShadowStorage() if storage is None else storage
 
     def workflow_graph(context) -> dict:
         from shadow_dagster.dagster.job_graph import definition_graph
@@ -78,7 +81,7 @@ def build_history_assets(*, window_days: float, jobs: Callable[[], list],
 
         grouped = window_cases(context.resources.shadow_signal_store.get_store(), window_days, executed_only=False)
         job_defs = {j.name: j for j in _job_definitions(context, jobs)}
-        out = output_dir() / "graphs"
+        out = Path(storage.location("fingerprint_dir")).parent / "graphs"
         out.mkdir(parents=True, exist_ok=True)
         metadata: dict = {"workflows": len(grouped), "window_days": window_days}
         sections, rows = [], []
@@ -125,11 +128,11 @@ def build_history_assets(*, window_days: float, jobs: Callable[[], list],
         from shadow_dagster.graph.patterns import markdown_table
 
         grouped = window_cases(context.resources.shadow_signal_store.get_store(), window_days, executed_only=True)
-        directory = fingerprint_dir()
+        directory = storage.location("fingerprint_dir")
         metadata: dict = {"workflows": len(grouped), "window_days": window_days}
         rows = []
         for workflow, cases in sorted(grouped.items()):
-            fitted, refit = fit_or_reuse(workflow, cases, window_days)
+            fitted, refit = fit_or_reuse(workflow, cases, window_days, directory)
             s = fitted.summary()
             held = s["heldout"]
             row = {"workflow": workflow, "instances": s["instances"], "predictor": s["predictor"] or "-",
@@ -171,15 +174,17 @@ def history_spec(name: str, kind: str, description: str, *, deps=(SIGNALS_KEY,))
     return AssetSpec(AssetKey(name), group_name=GROUP, deps=list(deps), description=description, kinds={kind})
 
 
-def fit_or_reuse(workflow: str, cases: list[Case], window_days: float) -> tuple[Fingerprint, bool]:
-    """(fingerprint, refitted): the stored one when it was fitted on exactly this history."""
+def fit_or_reuse(workflow: str, cases: list[Case], window_days: float,
+                 root: str | None = None) -> tuple[Fingerprint, bool]:
+    """(fingerprint, refitted): the stored one (in `root`, default the fingerprint directory) when
+    it was fitted on exactly this history."""
     from shadow_dagster.fingerprint import Fingerprint
 
-    stored = load_fingerprint(workflow)
+    stored = load_fingerprint(workflow, root)
     fitted = Fingerprint.fit(cases, window_days=window_days, k=3, seed=0, previous=stored)
     if fitted is stored:
         return stored, False
-    path = fingerprint_path(workflow)
+    path = fingerprint_path(workflow, root)
     path.parent.mkdir(parents=True, exist_ok=True)
     fitted.save(path)
     return fitted, True

@@ -32,7 +32,7 @@ from shadow_dagster.speculation.atomic import ContentMismatch, atomic_copy, atom
 from shadow_dagster.speculation.isolation import ShadowIsolationError, check_disjoint, check_outside
 from shadow_dagster.speculation.prefetch import DEFAULT_MAX_BYTES, PrefetchCache
 from shadow_dagster.speculation.provenance import is_provenance_key
-from shadow_dagster.store.engine import default_url
+from shadow_dagster.store.layout import ShadowStorage
 from shadow_dagster.tags import CONTENT_HASH, OUTPUT_BYTES, PREDICTION_TAG, PREFIX, PROVENANCE_KEY, REUSED_FROM, is_shadow_run
 
 PROVENANCE_KEY_META = PROVENANCE_KEY                 # output metadata: key of a shadow or reused output
@@ -45,17 +45,10 @@ PREFETCH_BYTES_META = PREFIX + "prefetched_bytes"
 if TYPE_CHECKING:
     from shadow_dagster.store.outputs import ShadowOutputStore
 
-_stores: dict[tuple, ShadowOutputStore] = {}
-
 
 def get_store(shadow_dir: str, store_url: str, live_root: str) -> ShadowOutputStore:
     """One store (and engine) per process for a given configuration."""
-    key = (os.path.abspath(shadow_dir), store_url, os.path.abspath(live_root))
-    if key not in _stores:
-        from shadow_dagster.store.outputs import ShadowOutputStore   # SQLAlchemy: on first use
-
-        _stores[key] = ShadowOutputStore(shadow_dir, store_url, forbidden_roots=[live_root])
-    return _stores[key]
+    return ShadowStorage(output_store_url=store_url, shadow_dir=shadow_dir).output_store(live_root)
 
 
 def serialize(obj: Any) -> bytes:
@@ -292,24 +285,26 @@ class ShadowIOManager(ConfigurableIOManagerFactory, ShadowSafe):
     prefetch_dir: str | None = Field(default=None, description="Prefetch cache root, disjoint from base_dir and shadow_dir (default: prefetch/ next to shadow_dir).")
     prefetch_max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=0, description="Byte cap of the prefetch cache (least recently used copies are evicted; 0 turns it off).")
 
+    def storage(self) -> ShadowStorage:
+        """The locations this IO manager sets (the others at their defaults)."""
+        return ShadowStorage(output_store_url=self.store_url, shadow_dir=self.shadow_dir, prefetch_dir=self.prefetch_dir)
+
     def dirs(self, instance) -> tuple[str, str, str, str]:
         """(base_dir, shadow_dir, store_url, prefetch_dir), absolute and checked disjoint."""
-        base_dir = self.base_dir or instance.storage_directory()
+        base_dir = os.path.abspath(self.base_dir or instance.storage_directory())
         home = getattr(instance, "root_directory", None) or os.environ.get("DAGSTER_HOME")
         if not self.shadow_dir and not home:
             raise ValueError("ShadowIOManager needs shadow_dir (or DAGSTER_HOME for the default)")
-        shadow_dir = self.shadow_dir or os.path.join(home, "shadow_dagster", "outputs")
-        store_url = self.store_url or default_url(home)
-        base_dir, shadow_dir = os.path.abspath(base_dir), os.path.abspath(shadow_dir)
+        where = self.storage().resolved(home)
+        shadow_dir, prefetch_dir = where.shadow_dir, where.prefetch_dir
         check_disjoint(shadow_dir, base_dir)
-        prefetch_dir = os.path.abspath(self.prefetch_dir or os.path.join(os.path.dirname(shadow_dir), "prefetch"))
         for label, root in (("base_dir", base_dir), ("shadow_dir", shadow_dir)):
             try:
                 check_disjoint(prefetch_dir, root)
             except ShadowIsolationError as exc:
                 raise ShadowIsolationError(f"prefetch_dir {prefetch_dir} overlaps {label} {root}; "
                                            "give the prefetch cache its own directory") from exc
-        return base_dir, shadow_dir, store_url, prefetch_dir
+        return base_dir, shadow_dir, where.output_store_url, prefetch_dir
 
     def resolve(self, context: InitResourceContext) -> tuple[str, str, str]:
         return self.dirs(context.instance)[:3]

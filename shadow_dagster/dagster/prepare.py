@@ -27,31 +27,9 @@ from shadow_dagster.dagster.job_graph import definition_graph
 from shadow_dagster.dagster.live_groups import GroupView, group_view
 from shadow_dagster.store.outcomes import PREPARED, SETTLED, OutcomeRecord, record_outcomes
 from shadow_dagster.dagster.warmup import call_hook, warmable_resource_keys
+from shadow_dagster.speculation.config import PrepareConfig
 from shadow_dagster.speculation.planner import Candidate, StepInfo
 from shadow_dagster.speculation.prefetch import PrefetchCache
-
-
-@dataclass(frozen=True)
-class PrepareConfig:
-    """Sensor options: `prefetch`/`warmup` switch each part off; budgets are per tick (all instances)."""
-
-    prefetch: bool = True
-    prefetch_budget_bytes: int = 1 << 30
-    prefetch_budget_s: float = 10.0
-    warmup: bool = True
-    warmup_budget_s: float = 30.0
-
-    def __post_init__(self):
-        for name in ("prefetch", "warmup"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        b = self.prefetch_budget_bytes
-        if isinstance(b, bool) or not isinstance(b, int) or b < 0:
-            raise ValueError(f"prefetch_budget_bytes must be an integer >= 0, got {b!r}")
-        for name in ("prefetch_budget_s", "warmup_budget_s"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
-                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {v!r}")
 
 
 @dataclass

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
 
 from dagster import ConfigurableResource
 from pydantic import Field, field_validator
 
 from shadow_dagster.signals.model import validate_resolution_ms
-from shadow_dagster.store.engine import default_url, normalise_url
+from shadow_dagster.store.engine import normalise_url
+from shadow_dagster.store.layout import ShadowStorage
 
 if TYPE_CHECKING:
     from shadow_dagster.store.signal_store import SignalStore
-
-_STORES: dict[tuple[str, float], SignalStore] = {}
-_LOCK = threading.Lock()
-
 
 class SignalStoreResource(ConfigurableResource):
     """Where signals live and how they are sampled.
@@ -55,16 +51,13 @@ class SignalStoreResource(ConfigurableResource):
             raise ValueError(f"page_size must be between 1 and 100000, got {value!r}")
         return value
 
+    def storage(self) -> ShadowStorage:
+        """The storage this resource names (its URL; every other location at its default)."""
+        return ShadowStorage(signal_store_url=self.url)
+
     def resolved_url(self) -> str:
-        return self.url or default_url()
+        return self.storage().location("signal_store_url")
 
     def get_store(self) -> SignalStore:
         """The process-wide store for this URL (engines are reused across ticks)."""
-        from shadow_dagster.store.signal_store import SignalStore
-
-        key = (self.resolved_url(), self.retention_days)
-        with _LOCK:
-            store = _STORES.get(key)
-            if store is None:
-                store = _STORES[key] = SignalStore(key[0], retention_days=self.retention_days)
-        return store
+        return self.storage().signal_store(self.retention_days)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from shadow_dagster.dagster.live_groups import GroupView, group_view
+from shadow_dagster.speculation.config import PURGE_MODES
 from shadow_dagster.store.outcomes import RESOLVED, OutcomeRecord, read_outcomes, record_outcomes
 from shadow_dagster.tags import (
     ACTIVITY_TAG,
@@ -51,8 +52,6 @@ from shadow_dagster.tags import (
 if TYPE_CHECKING:   # the stores import SQLAlchemy: loaded when used, not with the code location
     from shadow_dagster.store.outputs import ShadowOutputStore
     from shadow_dagster.store.signal_store import SignalStore
-
-PURGE_MODES = ("all", "misses", "off")
 
 
 @dataclass

@@ -11,10 +11,9 @@ from dagster import AssetKey, AssetSpec, MetadataValue, RunsFilter
 
 from shadow_dagster.dagster.reported import Reported, reported_asset
 from shadow_dagster.store.outcomes import RESOLVED, policy_outcomes, read_outcomes
-from shadow_dagster.tags import ACTIVITY_TAG
 from shadow_dagster.speculation.policy import PolicyConfig, PolicyState
-from shadow_dagster.store.engine import default_url
-from shadow_dagster.tags import PARENT_TAG, PREDICTION_TAG, PROBABILITY_TAG, SHADOW_TAG
+from shadow_dagster.store.layout import ShadowStorage
+from shadow_dagster.tags import ACTIVITY_TAG, PARENT_TAG, PREDICTION_TAG, PROBABILITY_TAG, SHADOW_TAG
 
 if TYPE_CHECKING:
     from shadow_dagster.store.signal_store import SignalStore
@@ -164,19 +163,15 @@ def report_metadata(instance, store: "SignalStore", policy: PolicyConfig | None 
 REPORT_KEY = AssetKey("speculation_report")
 
 
-def build_speculation_report(*, signal_store_url: str | None = None, policy: PolicyConfig | None = None,
+def build_speculation_report(*, storage: ShadowStorage | None = None, policy: PolicyConfig | None = None,
                              window_days: float = 30.0) -> Reported:
-    """The report (its spec and the op that logs it). The speculative sensor also logs it, when
-    its decisions or outcomes changed (`report_interval_s`), so it refreshes itself."""
+    """The report (its spec and the op that logs it), read from `storage`'s signal store. The
+    speculative sensor also logs it, when its decisions or outcomes changed (`report_interval_s`),
+    so it refreshes itself."""
+    storage = ShadowStorage() if storage is None else storage
 
     def _report(context) -> dict:
-        from shadow_dagster.store.signal_store import SignalStore
-
-        store = SignalStore(signal_store_url or default_url())
-        try:
-            return report_metadata(context.instance, store, policy, window_days)
-        finally:
-            store.dispose()
+        return report_metadata(context.instance, storage.signal_store(), policy, window_days)
 
     spec = AssetSpec(REPORT_KEY, group_name="shadow_dagster", deps=[AssetKey("shadow_signals")],
                      description="shadow-dagster speculation: per live workflow instance, the predicted "

@@ -42,7 +42,7 @@ from dagster import (
 
 from shadow_dagster.dagster.fingerprints import fingerprint_path
 from shadow_dagster.dagster.job_graph import definition_graph
-from shadow_dagster.dagster.prepare import Budget, PrepareConfig, Preparer
+from shadow_dagster.dagster.prepare import Budget, Preparer
 from shadow_dagster.dagster.shadow_runner import (
     RUNNER_JOB_NAME,
     SHADOW_JOB_NAME,
@@ -50,7 +50,7 @@ from shadow_dagster.dagster.shadow_runner import (
     shadow_runner_job,
 )
 from shadow_dagster.dagster.live_groups import IN_FLIGHT, GroupView, group_view
-from shadow_dagster.dagster.rollback import PURGE_MODES, recent_shadow_runs, resolve_shadow_runs
+from shadow_dagster.dagster.rollback import recent_shadow_runs, resolve_shadow_runs
 from shadow_dagster.store.outcomes import RESOLVED, OutcomeRecord, policy_outcomes, read_outcomes, record_outcomes
 from shadow_dagster.tags import (
     ACTIVITY_TAG,
@@ -66,8 +66,9 @@ from shadow_dagster.dagster.scheduled import upcoming_runs
 from shadow_dagster.signals.cases import case_attrs
 from shadow_dagster.speculation.decisions import changed, decisions_of
 from shadow_dagster.speculation.planner import Candidate, StepInfo, expand, plan, prediction_id
-from shadow_dagster.speculation.policy import PolicyConfig, PolicyState, update_launch_estimate
-from shadow_dagster.store.engine import default_url
+from shadow_dagster.speculation.config import SpeculationConfig
+from shadow_dagster.speculation.policy import PolicyState, update_launch_estimate
+from shadow_dagster.store.layout import ShadowStorage
 from shadow_dagster.tags import (
     PARENT_TAG,
     PARTITION_TAG,
@@ -357,101 +358,51 @@ def runs_on_live_host(instance) -> bool:
 
 def build_speculative_sensor(
     *,
+    config: SpeculationConfig | None = None,
+    storage: ShadowStorage | None = None,
     name: str = SPECULATIVE_SENSOR_NAME,
     job=None,
     job_name: str = SHADOW_JOB_NAME,
-    policy: PolicyConfig | None = None,
-    signal_store_url: str | None = None,
-    shadow_dir: str | None = None,
-    output_store_url: str | None = None,
-    fingerprint_dir: str | None = None,
-    horizon: int = 2,
-    ttl_s: float = 3600.0,
-    chain_gap_s: float = 300.0,
-    divergence_slack: int = 2,
-    launch_overhead_s: float = 1.0,
-    pending_grace_s: float = 120.0,
-    minimum_interval_seconds: int = 5,
-    running: bool = True,
-    prefetch: bool = False,
-    prefetch_budget_bytes: int = 1 << 30,
-    prefetch_budget_s: float = 10.0,
-    warmup: bool = True,
-    warmup_budget_s: float = 30.0,
-    purge: str = "all",
-    retention_s: float = 86400.0,
-    max_tick_share: float | None = None,
-    report_interval_s: float | None = 60.0,
-    report_window_days: float = 30.0,
-    schedule_horizon_s: float | None = 900.0,
 ):
-    """The speculative sensor (default RUNNING). `job` (or `job_name`) is the shadow asset job; its
+    """The speculative sensor, set up by `config` (`SpeculationConfig`: policy, pre-fetch and
+    pre-allocation, timing, purge, report, schedules) and reading and writing `storage`
+    (`ShadowStorage`: signal store, output index, shadow files, fingerprints; defaults from the
+    Dagster home, like `ShadowIOManager`'s). `job` (or `job_name`) is the shadow asset job; its
     shadow runs are runs of `shadow_runner_job`, which the sensor targets (and so registers).
 
-    A prediction counts as missed once the live instance has started `divergence_slack` more steps
-    than the predicted position without it (slack tolerates parallel steps finishing out of order),
-    or `chain_gap_s` after its last run ended without it.
-    Stores default like ShadowIOManager's: signal/outcome and output index in the shadow-dagster
-    store in DAGSTER_HOME, shadow files under DAGSTER_HOME/shadow_dagster/outputs.
-    Pre-fetch and pre-allocation (`shadow_dagster.dagster.prepare`), for every predicted step within
-    the horizon, critical ones included: `prefetch` (off by default: it only pays when live storage
-    is slower than the cache's disk) copies existing input files into the
-    ShadowIOManager's prefetch cache (at most `prefetch_budget_bytes` / `prefetch_budget_s` per
-    tick); `warmup` calls `warm_up()` of the WarmableResources the steps require (new warm-ups stop
-    after `warmup_budget_s` per tick).
-    `max_tick_share` (off by default; 0.25 suits hosts with many live runs): ticks take at most this
-    share of the wall clock (a tick that took d seconds skips evaluations for d / share seconds from
-    its start), so that the sensor does not take the live runs' CPU; None ticks at every evaluation.
-    Shadow runs never reach the live asset catalog (`shadow_dagster.dagster.shadow_runner`), so
-    they stay on their run pages; `purge` ("all", "misses", "off") says which settled shadow runs
-    are deleted once finished for `retention_s` (default a day); their outcome rows stay.
-    Each tick stores, per live instance, the latest decision for every predicted step (probability,
-    ETA, pre-executed or not and why). `report_interval_s` (None: off): when the repository defines
-    the `speculation_report` asset and decisions or outcomes changed, the sensor logs its
-    materialization at most that often (the report over `report_window_days`), so the report
-    refreshes itself without a run.
-    `schedule_horizon_s` (None: off): a run that a running schedule requests at a tick within this
-    many seconds is planned for like a live instance that has not started (`dagster.scheduled`).
+    Pre-fetch and pre-allocation (`shadow_dagster.dagster.prepare`) serve every predicted step
+    within the horizon, critical ones included. Shadow runs never reach the live asset catalog
+    (`shadow_dagster.dagster.shadow_runner`), so they stay on their run pages until purged. Each
+    tick stores, per live instance, the latest decision for every predicted step (probability, ETA,
+    pre-executed or not and why).
     """
-    policy = policy or PolicyConfig()
-    if not isinstance(policy, PolicyConfig):
-        raise TypeError(f"policy must be a PolicyConfig, got {type(policy).__name__}")
-    for label, value in (("ttl_s", ttl_s), ("chain_gap_s", chain_gap_s), ("launch_overhead_s", launch_overhead_s),
-                         ("retention_s", retention_s)):
-        if not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"{label} must be a number of seconds >= 0, got {value!r}")
-    if purge not in PURGE_MODES:
-        raise ValueError(f"purge must be one of {PURGE_MODES}, got {purge!r}")
-    if max_tick_share is not None and (isinstance(max_tick_share, bool) or not isinstance(max_tick_share, (int, float))
-                                       or not 0 < max_tick_share <= 1):
-        raise ValueError(f"max_tick_share must be a number in (0, 1] or None, got {max_tick_share!r}")
-    for label, value in (("report_interval_s", report_interval_s), ("schedule_horizon_s", schedule_horizon_s)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-            raise ValueError(f"{label} must be a number of seconds >= 0 or None, got {value!r}")
+    config = SpeculationConfig() if config is None else config
+    if not isinstance(config, SpeculationConfig):
+        raise TypeError(f"config must be a SpeculationConfig, got {type(config).__name__}")
+    storage = ShadowStorage() if storage is None else storage
+    if not isinstance(storage, ShadowStorage):
+        raise TypeError(f"storage must be a ShadowStorage, got {type(storage).__name__}")
+    policy, ttl_s, chain_gap_s = config.policy, config.ttl_s, config.chain_gap_s
+    max_tick_share = config.max_tick_share
     if job is not None:
         job_name = job.name
-    preparer = Preparer(PrepareConfig(prefetch=prefetch, prefetch_budget_bytes=prefetch_budget_bytes,
-                                      prefetch_budget_s=prefetch_budget_s, warmup=warmup,
-                                      warmup_budget_s=warmup_budget_s), job_name)
-    fingerprints = _FingerprintCache(fingerprint_dir)
-    stores: dict = {}
+    preparer = Preparer(config.prepare, job_name)
+    fingerprints = _FingerprintCache(storage.fingerprint_dir)
     catalogs: dict = {}
     written: dict = {}   # prediction id -> the Decision this process last stored
 
     def get_stores():
-        if not stores:
-            home = os.environ.get("DAGSTER_HOME")
-            url = signal_store_url or default_url()
-            out_dir = shadow_dir or (os.path.join(home, "shadow_dagster", "outputs") if home else None)
-            from shadow_dagster.store.outputs import ShadowOutputStore
-            from shadow_dagster.store.signal_store import SignalStore
+        """(signal store, shadow output store or None without a Dagster home for the shadow files)."""
+        from shadow_dagster.store.engine import StoreConfigError
 
-            stores["signals"] = SignalStore(url)
-            stores["outputs"] = ShadowOutputStore(out_dir, output_store_url or default_url()) if out_dir else None
-        return stores["signals"], stores["outputs"]
+        try:
+            outputs = storage.output_store()
+        except StoreConfigError:
+            outputs = None
+        return storage.signal_store(), outputs
 
-    @sensor(name=name, minimum_interval_seconds=minimum_interval_seconds,
-            default_status=DefaultSensorStatus.RUNNING if running else DefaultSensorStatus.STOPPED,
+    @sensor(name=name, minimum_interval_seconds=config.minimum_interval_seconds,
+            default_status=DefaultSensorStatus.RUNNING if config.running else DefaultSensorStatus.STOPPED,
             description="shadow-dagster: pre-executes predicted non-critical steps in shadow runs",
             jobs=[shadow_runner_job] + ([job] if job is not None else []))
     def _speculative_sensor(context: SensorEvaluationContext):
@@ -472,8 +423,8 @@ def build_speculative_sensor(
         family_of = family_resolver(repo)
         views: dict[str, GroupView] = {}
         resolved = resolve_shadow_runs(instance, signals, outputs, ttl_s=ttl_s, chain_gap_s=chain_gap_s,
-                                       divergence_slack=divergence_slack, now=now, views=views,
-                                       purge=purge, retention_s=retention_s, log=context.log, family_of=family_of)
+                                       divergence_slack=config.divergence_slack, now=now, views=views,
+                                       purge=config.purge, retention_s=config.retention_s, log=context.log, family_of=family_of)
         catalog = catalogs.get(id(repo))
         if catalog is None:
             catalog = catalogs[id(repo)] = build_catalog(repo, job_name)
@@ -485,7 +436,7 @@ def build_speculative_sensor(
             prep = preparer.repo(repo, instance)
             settled, open_prep = preparer.settle(prep, instance=instance, signals=signals, log=context.log,
                                                  outcomes=recent, views=views, now=now, ttl_s=ttl_s,
-                                                 chain_gap_s=chain_gap_s, divergence_slack=divergence_slack,
+                                                 chain_gap_s=chain_gap_s, divergence_slack=config.divergence_slack,
                                                  family_of=family_of)
 
         load = host_load_per_core() if policy.max_load_per_core is not None else None
@@ -501,13 +452,13 @@ def build_speculative_sensor(
         existing = {r.tags.get(PREDICTION_TAG) for r in shadow_runs}
         existing |= {r.prediction_id for r in recent if r.stage in RESOLVED}   # settled runs may be purged
         cursor["launch_s"] = update_launch_estimate(cursor["launch_s"], _launch_samples(instance, shadow_runs, now))
-        overhead = max(launch_overhead_s, cursor["launch_s"] or 0.0)   # what launching really costs here
+        overhead = max(config.launch_overhead_s, cursor["launch_s"] or 0.0)   # what launching really costs here
         in_flight: dict[str, int] = {}
         for r in shadow_runs:
             if r.status in IN_FLIGHT:
                 in_flight[r.tags.get(PARENT_TAG, "")] = in_flight.get(r.tags.get(PARENT_TAG, ""), 0) + 1
         pending = {pid for pid, ts in cursor["launched"].items()
-                   if pid not in existing and now - ts <= pending_grace_s}
+                   if pid not in existing and now - ts <= config.pending_grace_s}
         total = sum(in_flight.values()) + len(pending)
 
         requests, records, notes, exists_cache, decided = [], [], [], {}, []
@@ -583,13 +534,13 @@ def build_speculative_sensor(
             first = view.records[0].dagster_run
             start_s = view.steps[0][0] if view.steps else now
             attrs = case_attrs(first.tags, start_s)
-            cands = _candidates(fp, view, attrs, now, horizon, policy.min_probability)
+            cands = _candidates(fp, view, attrs, now, config.horizon, policy.min_probability)
             plan_instance(key, view.workflow, view, fp, cands, first.tags.get(PARTITION_TAG),
                           {r.dagster_run.job_name for r in view.records if not r.dagster_run.is_finished})
-        if schedule_horizon_s is not None:
+        if config.schedule_horizon_s is not None:
             jobs = {a.split("/", 1)[0] for a, i in catalog.items() if not i.critical}
             busy = {r.dagster_run.job_name for recs in groups.values() for r in recs if not r.dagster_run.is_finished}
-            for up in upcoming_runs(instance, repo, now, schedule_horizon_s, jobs, notes):
+            for up in upcoming_runs(instance, repo, now, config.schedule_horizon_s, jobs, notes):
                 key = upcoming_key(instance, up.job_name, up.partition, up.run_tags, up.tick_s, family_of)
                 if key in groups:
                     continue                  # a live instance: planned above
@@ -602,7 +553,7 @@ def build_speculative_sensor(
                     continue
                 first = view.records[0].dagster_run.tags if view.records else up.run_tags
                 attrs = case_attrs(first, view.steps[0][0] if view.steps else up.tick_s)
-                cands = [c for c in _scheduled_candidates(fp, view.prefix, attrs, up.tick_s - now, horizon,
+                cands = [c for c in _scheduled_candidates(fp, view.prefix, attrs, up.tick_s - now, config.horizon,
                                                           policy.min_probability)
                          if c.activity.split("/", 1)[0] == up.job_name]
                 plan_instance(key, view.workflow, view, fp, cands, up.partition, busy,
@@ -614,8 +565,8 @@ def build_speculative_sensor(
         for pid in [p for p, d in written.items() if now * 1000 - d.ts_ms > ttl_s * 1000]:
             del written[pid]
         cursor["report"][1] = cursor["report"][1] or bool(news or stored or resolved)
-        events = _report_events(cursor, now, report_interval_s, repo, instance, signals, policy,
-                                report_window_days, context.log)
+        events = _report_events(cursor, now, config.report_interval_s, repo, instance, signals, policy,
+                                config.report_window_days, context.log)
         cursor["tick"] = [now, time.time() - now]
         context.update_cursor(json.dumps(cursor, sort_keys=True))
         skip = None
@@ -631,8 +582,9 @@ def build_speculative_sensor(
     return _speculative_sensor
 
 
-def speculation_definitions(assets: Iterable, *, report: bool = True, window_days: float = 30.0,
-                            read_only_resources: Iterable[str] = (), **sensor_kwargs):
+def speculation_definitions(assets: Iterable, *, config: SpeculationConfig | None = None,
+                            storage: ShadowStorage | None = None, report: bool = True,
+                            read_only_resources: Iterable[str] = ()):
     """The shadow job, the speculative sensor and the `speculation_report` asset (with
     `REPORT_JOB`, which logs it) for `assets` (the user's assets, already passed through
     `guard_assets`): merge with `Definitions.merge`. `shadow_definitions(user_defs)` calls this for
@@ -642,15 +594,12 @@ def speculation_definitions(assets: Iterable, *, report: bool = True, window_day
     from shadow_dagster.dagster.reported import reporting_job
     from shadow_dagster.dagster.speculation_report import build_speculation_report
 
-    if "job" in sensor_kwargs or "job_name" in sensor_kwargs:
-        raise TypeError("speculation_definitions builds the shadow job itself; do not pass job/job_name")
+    config = SpeculationConfig() if config is None else config
     job = shadow_job(assets, read_only_resources=read_only_resources)
-    sensor_kwargs = {"report_window_days": window_days, **sensor_kwargs}
-    sensor_def = build_speculative_sensor(job=job, **sensor_kwargs)
+    sensor_def = build_speculative_sensor(job=job, config=config, storage=storage)
     if not report:
         return Definitions(jobs=[job], sensors=[sensor_def])
-    reported = build_speculation_report(signal_store_url=sensor_kwargs.get("signal_store_url"),
-                                        policy=sensor_kwargs.get("policy"), window_days=window_days)
+    reported = build_speculation_report(storage=storage, policy=config.policy, window_days=config.report_window_days)
     return Definitions(assets=[reported.spec], jobs=[job, reporting_job(REPORT_JOB, [reported])],
                        sensors=[sensor_def])
 
