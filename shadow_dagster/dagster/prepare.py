@@ -29,6 +29,7 @@ from shadow_dagster.store.outcomes import PREPARED, SETTLED, OutcomeRecord, reco
 from shadow_dagster.dagster.warmup import call_hook, warmable_resource_keys
 from shadow_dagster.speculation.config import PrepareConfig
 from shadow_dagster.speculation.planner import Candidate, StepInfo
+from shadow_dagster.speculation.settle import abandoned, expired
 from shadow_dagster.speculation.prefetch import PrefetchCache
 
 
@@ -260,19 +261,13 @@ class Preparer:
                 return "used", f"live step {user} started"
         elif rec.activity in later:
             return "used", f"live step {rec.activity} started"
-        if view.failed:
-            return "release", view.failed
-        position = rec.position if rec.position is not None else start
-        if len(view.prefix) > position + divergence_slack:
-            return "release", f"live instance took another branch ({', '.join(later[:4])})"
-        ended = view.ended_at
-        if ended is not None and now - ended > chain_gap_s:
-            return "release", f"live instance ended without {rec.activity}"
-        if not view.records:
-            return "release", "live instance not found"
-        if now - rec.ts_ms / 1000 > ttl_s:
-            return "release", f"prediction expired after {ttl_s:.0f}s"
-        return None
+        why = abandoned(view.prefix, start=start, position=rec.position if rec.position is not None else start,
+                        activity=rec.activity, failed=view.failed, ended_at=view.ended_at, now=now,
+                        chain_gap_s=chain_gap_s, divergence_slack=divergence_slack)
+        if not why and not view.records:
+            why = "live instance not found"
+        why = why or expired(rec.ts_ms / 1000, now, ttl_s)
+        return ("release", why) if why else None
 
 
 __all__ = ["Budget", "PrepareConfig", "Preparer", "RepoPrep", "inspect_repository", "live_path", "preparation_id"]

@@ -31,6 +31,7 @@ from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunSta
 
 from shadow_dagster.dagster.live_groups import GroupView, group_view
 from shadow_dagster.speculation.config import PURGE_MODES
+from shadow_dagster.speculation.settle import abandoned, expired
 from shadow_dagster.store.outcomes import RESOLVED, OutcomeRecord, read_outcomes, record_outcomes
 from shadow_dagster.tags import (
     ACTIVITY_TAG,
@@ -179,19 +180,13 @@ def _verdict(instance, run, view: GroupView, now: float, ttl_s: float, chain_gap
         if now - tick > chain_gap_s:
             return Verdict("miss", f"the schedule launched no run within {chain_gap_s:.0f}s of its tick")
     elif status is None:
-        if view.failed:
-            return Verdict("miss", view.failed)
-        start = int(tags.get(PREFIX_LEN_TAG, "0"))
-        position = int(tags.get(POSITION_TAG, "0"))
-        if len(view.prefix) > position + divergence_slack:
-            return Verdict("miss", f"live instance took another branch ({', '.join(view.prefix[start:][:4])})")
-        ended = view.ended_at
-        if ended is not None and now - ended > chain_gap_s:
-            return Verdict("miss", f"live instance ended without {activity}")
-    predicted_at = float(tags.get(PREDICTED_AT_TAG, "0") or 0)
-    if status != "IN_PROGRESS" and now - predicted_at > ttl_s:
-        return Verdict("miss", f"prediction expired after {ttl_s:.0f}s")
-    return None
+        why = abandoned(view.prefix, start=int(tags.get(PREFIX_LEN_TAG, "0")),
+                        position=int(tags.get(POSITION_TAG, "0")), activity=activity, failed=view.failed, ended_at=view.ended_at, now=now,
+                        chain_gap_s=chain_gap_s, divergence_slack=divergence_slack)
+        if why:
+            return Verdict("miss", why)
+    why = expired(float(tags.get(PREDICTED_AT_TAG, "0") or 0), now, ttl_s) if status != "IN_PROGRESS" else None
+    return Verdict("miss", why) if why else None
 
 
 def _scheduled_run_pending(tags, view: GroupView) -> float:
