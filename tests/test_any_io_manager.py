@@ -20,7 +20,7 @@ from dagster import (
 from shadow_dagster.dagster.critical import guard_assets
 from shadow_dagster.dagster.reuse import shadow_reusable
 from shadow_dagster.dagster.shadow_runner import execute_shadow_request, shadow_request
-from shadow_dagster.dagster.speculative_sensor import build_catalog, shadow_job
+from shadow_dagster.dagster.shadow_job import build_catalog, shadow_job
 from shadow_dagster.tags import CRITICAL_TAG, REUSED_FROM, is_shadow_run
 
 NONCRIT = {CRITICAL_TAG: "false"}

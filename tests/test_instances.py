@@ -10,7 +10,7 @@ from shadow_dagster.dagster.ingest import ingest
 from shadow_dagster.dagster.instances import family_resolver, instance_keys, partitions_family
 from shadow_dagster.dagster.live import predict_run
 from shadow_dagster.dagster.live_groups import group_view
-from shadow_dagster.dagster.speculative_sensor import live_groups
+from shadow_dagster.dagster.live_groups import live_groups
 from shadow_dagster.signals.cases import cases_from_signals
 from shadow_dagster.signals.instances import RunFacts, assign, partition_of_key, schedule_of_key, scheduled_key
 from shadow_dagster.store.signal_store import SignalStore

@@ -9,6 +9,11 @@ import pytest
 from dagster import Definitions, asset, build_sensor_context
 
 from shadow_dagster.dagster import speculative_sensor as spec
+from shadow_dagster.dagster import speculative_tick as tick
+from shadow_dagster.dagster.host import host_load_per_core
+from shadow_dagster.dagster.shadow_job import shadow_job
+from shadow_dagster.dagster.shadow_runner import SHADOW_JOB_NAME
+from shadow_dagster.speculation.cursor import TickCursor
 from shadow_dagster.dagster.critical import guard_assets
 from shadow_dagster import PolicyConfig, ShadowStorage, SpeculationConfig
 from shadow_dagster.tags import CRITICAL_TAG
@@ -32,7 +37,7 @@ def test_guard_threshold_is_validated(bad):
 
 
 def test_host_load_per_core_is_a_non_negative_number_or_none():
-    load = spec.host_load_per_core()
+    load = host_load_per_core()
     assert load is None or (isinstance(load, float) and load >= 0)
 
 
@@ -43,7 +48,7 @@ def _defs() -> Definitions:
         return None
 
     assets = guard_assets([stats])
-    return Definitions(assets=assets, jobs=[spec.shadow_job(assets)])
+    return Definitions(assets=assets, jobs=[shadow_job(assets)])
 
 
 def _storage(tmp_path) -> ShadowStorage:
@@ -59,7 +64,7 @@ def _sensor_tick(instance, tmp_path, policy):
 
 
 def test_saturated_host_skips_the_tick(instance, tmp_path, monkeypatch):
-    monkeypatch.setattr(spec, "host_load_per_core", lambda: 3.5)
+    monkeypatch.setattr(tick, "host_load_per_core", lambda: 3.5)
     data = _sensor_tick(instance, tmp_path, PolicyConfig(max_load_per_core=1.0))
     assert not data.run_requests
     assert data.skip_message.startswith("host saturated: load 3.50 per core > max_load_per_core 1.0")
@@ -67,21 +72,21 @@ def test_saturated_host_skips_the_tick(instance, tmp_path, monkeypatch):
 
 def test_guard_lets_the_tick_plan_below_the_threshold_and_is_not_consulted_when_off(instance, tmp_path,
                                                                                       monkeypatch):
-    monkeypatch.setattr(spec, "host_load_per_core", lambda: 0.5)
+    monkeypatch.setattr(tick, "host_load_per_core", lambda: 0.5)
     assert "host saturated" not in _sensor_tick(instance, tmp_path, PolicyConfig(max_load_per_core=1.0)).skip_message
 
     def boom():
         raise AssertionError("the load is read only when the guard is on")
 
-    monkeypatch.setattr(spec, "host_load_per_core", boom)
+    monkeypatch.setattr(tick, "host_load_per_core", boom)
     assert "host saturated" not in _sensor_tick(instance, tmp_path, PolicyConfig()).skip_message
 
 
 def test_tick_budget_wait_spreads_ticks_by_their_cost():
-    assert spec.tick_budget_wait({"tick": None}, 100.0, 0.25) == 0.0
-    assert spec.tick_budget_wait({"tick": [100.0, 2.0]}, 101.0, 0.25) == pytest.approx(7.0)   # 2 s / 0.25 from 100
-    assert spec.tick_budget_wait({"tick": [100.0, 2.0]}, 110.0, 0.25) == 0.0
-    assert spec.tick_budget_wait({"tick": [100.0, 2.0]}, 101.0, None) == 0.0
+    assert TickCursor(tick=None).budget_wait(100.0, 0.25) == 0.0
+    assert TickCursor(tick=(100.0, 2.0)).budget_wait(101.0, 0.25) == pytest.approx(7.0)   # 2 s / 0.25 from 100
+    assert TickCursor(tick=(100.0, 2.0)).budget_wait(110.0, 0.25) == 0.0
+    assert TickCursor(tick=(100.0, 2.0)).budget_wait(101.0, None) == 0.0
 
 
 @pytest.mark.parametrize("bad", [0, -0.1, 1.5, "0.2", True, math.nan])
@@ -118,7 +123,7 @@ def test_the_sensor_plans_with_the_launch_latency_it_observes(instance, tmp_path
     from shadow_dagster.tags import PREDICTION_TAG, SHADOW_TAG
 
     defs = _defs()
-    sjob = defs.resolve_job_def(spec.SHADOW_JOB_NAME)
+    sjob = defs.resolve_job_def(SHADOW_JOB_NAME)
     defs.resolve_job_def(sjob.name).execute_in_process(instance=instance, tags={
         SHADOW_TAG: "true", PREDICTION_TAG: "p-late", PREDICTED_AT_TAG: f"{time.time() - 50:.3f}"})
     sensor = spec.build_speculative_sensor(config=SpeculationConfig(launch_overhead_s=1.0), storage=_storage(tmp_path))
@@ -140,7 +145,7 @@ def test_a_shadow_run_still_waiting_to_start_raises_the_launch_latency(instance,
     from shadow_dagster.tags import PREDICTION_TAG, SHADOW_TAG
 
     defs = _defs()
-    instance.add_run(DagsterRun(job_name=spec.SHADOW_JOB_NAME, run_id=str(uuid.uuid4()),
+    instance.add_run(DagsterRun(job_name=SHADOW_JOB_NAME, run_id=str(uuid.uuid4()),
                                 status=DagsterRunStatus.STARTING,
                                 tags={SHADOW_TAG: "true", PREDICTION_TAG: "p-queued",
                                       PREDICTED_AT_TAG: f"{time.time() - 40:.3f}"}))

@@ -19,7 +19,8 @@ from shadow_dagster.dagster.critical import guard_assets
 from shadow_dagster.dagster.io_manager import PREFETCH_BYTES_META, PREFETCH_HIT_META, ShadowIOManager
 from shadow_dagster import PrepareConfig, ShadowStorage, SpeculationConfig
 from shadow_dagster.store.outcomes import read_outcomes
-from shadow_dagster.dagster.speculative_sensor import build_speculative_sensor, shadow_job
+from shadow_dagster.dagster.shadow_job import shadow_job
+from shadow_dagster.dagster.speculative_sensor import build_speculative_sensor
 from shadow_dagster.dagster.warmup import WarmableResource
 from shadow_dagster.speculation.isolation import ShadowIsolationError
 from shadow_dagster.speculation.prefetch import PrefetchCache

@@ -21,7 +21,8 @@ from shadow_dagster.tags import SCHEDULED_FOR_TAG
 from shadow_dagster.dagster.scheduled import running_schedules, upcoming_runs
 from shadow_dagster.dagster.shadow_runner import execute_shadow_request, request_assets
 from shadow_dagster import PrepareConfig, ShadowStorage, SpeculationConfig
-from shadow_dagster.dagster.speculative_sensor import build_speculative_sensor, shadow_job
+from shadow_dagster.dagster.shadow_job import shadow_job
+from shadow_dagster.dagster.speculative_sensor import build_speculative_sensor
 from shadow_dagster.fingerprint import Fingerprint
 from shadow_dagster.signals.cases import cases_from_signals
 from shadow_dagster.signals.instances import SCHEDULE_TAG, SCHEDULED_AT_TAG

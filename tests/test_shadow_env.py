@@ -9,7 +9,7 @@ from dagster import ConfigurableResource, Definitions, FilesystemIOManager, Mate
 
 from shadow_dagster import with_shadow
 from shadow_dagster.dagster.shadow_env import ShadowSafe, is_shadow_safe, resources_written
-from shadow_dagster.dagster.speculative_sensor import build_catalog
+from shadow_dagster.dagster.shadow_job import build_catalog
 from shadow_dagster.tags import CRITICAL_TAG, PREDICTION_TAG, SHADOW_TAG
 
 SHADOW = {SHADOW_TAG: "true", PREDICTION_TAG: "pred-env"}

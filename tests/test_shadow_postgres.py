@@ -11,7 +11,7 @@ from dagster import AssetKey, DagsterInstance, Definitions, MaterializeResult, a
 from shadow_dagster.dagster.critical import guard_assets
 from shadow_dagster.dagster.shadow_postgres import ShadowPostgresResource
 from shadow_dagster.dagster.shadow_runner import execute_shadow_request, shadow_request
-from shadow_dagster.dagster.speculative_sensor import build_catalog, shadow_job
+from shadow_dagster.dagster.shadow_job import build_catalog, shadow_job
 from shadow_dagster.store.engine import normalise_url
 from shadow_dagster.tags import CRITICAL_TAG, REUSED_FROM, is_shadow_run
 

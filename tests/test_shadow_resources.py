@@ -15,7 +15,7 @@ from shadow_dagster.dagster.critical import guard_assets
 from shadow_dagster.dagster.shadow_duckdb import ShadowDuckDBResource
 from shadow_dagster.dagster.shadow_files import ShadowFiles
 from shadow_dagster.dagster.shadow_runner import execute_shadow_request, shadow_request
-from shadow_dagster.dagster.speculative_sensor import build_catalog, shadow_job
+from shadow_dagster.dagster.shadow_job import build_catalog, shadow_job
 from shadow_dagster.dagster.step_effects import EFFECTS_META
 from shadow_dagster.tags import CRITICAL_TAG, REUSED_FROM, is_shadow_run
 

@@ -28,7 +28,7 @@ from shadow_dagster.dagster.shadow_runner import (
     execute_shadow_request,
     shadow_request,
 )
-from shadow_dagster.dagster.speculative_sensor import shadow_job
+from shadow_dagster.dagster.shadow_job import shadow_job
 from shadow_dagster.store.outputs import ShadowOutputStore
 from shadow_dagster.tags import CRITICAL_TAG, PREDICTION_TAG, REUSED_FROM, SHADOW_TAG, is_shadow_run
 

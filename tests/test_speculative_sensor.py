@@ -17,7 +17,8 @@ from shadow_dagster.dagster.io_manager import ShadowIOManager
 from shadow_dagster.dagster.purge import asset_keys_of_run
 from shadow_dagster.dagster.reuse import shadow_reusable
 from shadow_dagster.store.outcomes import read_outcomes
-from shadow_dagster.dagster.speculative_sensor import SHADOW_JOB_NAME, build_speculative_sensor, shadow_job
+from shadow_dagster.dagster.shadow_job import shadow_job
+from shadow_dagster.dagster.speculative_sensor import SHADOW_JOB_NAME, build_speculative_sensor
 from shadow_dagster import ShadowStorage, SpeculationConfig
 from shadow_dagster.fingerprint import Fingerprint
 from shadow_dagster.store.outputs import DELETED, ShadowOutputStore
@@ -137,7 +138,9 @@ def test_shadow_job_holds_only_non_critical_assets(world):
 def test_speculation_definitions_merge(world):
     from dagster import Definitions, DefaultSensorStatus
 
-    from shadow_dagster.dagster.speculative_sensor import REPORT_JOB, SPECULATIVE_SENSOR_NAME, speculation_definitions
+    from shadow_dagster.dagster.speculative_sensor import (
+        REPORT_JOB, SPECULATIVE_SENSOR_NAME, speculation_definitions,
+    )
 
     assets = [world.defs.get_assets_def(k) for k in ("raw", "gate_step", "stats_a", "stats_b")]
     merged = Definitions.merge(Definitions(assets=assets), speculation_definitions(assets, storage=world.storage))
@@ -347,7 +350,7 @@ def test_auto_launch_cap_follows_the_run_launcher(instance):
     on other nodes: no cap."""
     from dagster import DefaultRunLauncher
 
-    from shadow_dagster.dagster.speculative_sensor import REMOTE_LAUNCHER_PACKAGES, runs_on_live_host
+    from shadow_dagster.dagster.host import REMOTE_LAUNCHER_PACKAGES, runs_on_live_host
 
     assert isinstance(instance.run_launcher, DefaultRunLauncher) and runs_on_live_host(instance)
 

@@ -18,7 +18,7 @@ import pytest
 
 from shadow_dagster import with_shadow
 from shadow_dagster.dagster.shadow_runner import execute_shadow_request, shadow_request
-from shadow_dagster.dagster.speculative_sensor import build_catalog
+from shadow_dagster.dagster.shadow_job import build_catalog
 from shadow_dagster.envs import files_env
 from shadow_dagster.tags import REUSED_FROM, is_shadow_run
 

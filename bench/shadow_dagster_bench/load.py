@@ -82,7 +82,7 @@ def load_defs():
     from shadow_dagster.dagster.critical import guard_assets
     from shadow_dagster.dagster.io_manager import ShadowIOManager
     from shadow_dagster.dagster.reuse import shadow_reusable
-    from shadow_dagster.dagster.speculative_sensor import shadow_job
+    from shadow_dagster.dagster.shadow_job import shadow_job
     from shadow_dagster.dagster.shadow_runner import shadow_runner_job
 
     root = Path(os.environ[ENV_DIR])
@@ -560,7 +560,7 @@ def run(json_out: bool = False, *, live: int = 100, batches: int = 3, ack_s: flo
     """Run the load benchmark in a temporary DAGSTER_HOME; returns the figures (see module docstring).
     Waits left None follow `scaled_defaults(live)`; `max_load_per_core` is the policy's load guard,
     `launches_per_tick` its cap on launches per tick (None: no cap; "auto": the product default)."""
-    from shadow_dagster.dagster.speculative_sensor import runs_on_live_host
+    from shadow_dagster.dagster.host import runs_on_live_host
     from shadow_dagster.speculation.policy import PolicyConfig
 
     cap_config = PolicyConfig(max_launches_per_tick=launches_per_tick)   # validates it

@@ -44,7 +44,8 @@ def _definitions(root: Path, url: str, gate: threading.Event, *, remote: bool, i
     from shadow_dagster.dagster.critical import guard_assets
     from shadow_dagster.dagster.io_manager import ShadowIOManager, ShadowLiveIOManager, get_store
     from shadow_dagster import PrepareConfig, ShadowStorage, SpeculationConfig
-    from shadow_dagster.dagster.speculative_sensor import build_speculative_sensor, shadow_job
+    from shadow_dagster.dagster.shadow_job import shadow_job
+    from shadow_dagster.dagster.speculative_sensor import build_speculative_sensor
     from shadow_dagster.dagster.warmup import WarmableResource
     from shadow_dagster.tags import CRITICAL_TAG
 

@@ -100,7 +100,7 @@ def bench_defs():
     from shadow_dagster.dagster.critical import guard_assets
     from shadow_dagster.dagster.io_manager import ShadowIOManager
     from shadow_dagster.dagster.reuse import shadow_reusable
-    from shadow_dagster.dagster.speculative_sensor import shadow_job
+    from shadow_dagster.dagster.shadow_job import shadow_job
     from shadow_dagster.dagster.shadow_runner import shadow_runner_job
 
     root = Path(os.environ[ENV_DIR])

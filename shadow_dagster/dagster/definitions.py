@@ -146,10 +146,11 @@ def _speculation(user_defs: Definitions | None, storage: ShadowStorage, config: 
                  read_only_resources=()):
     """(shadow job, speculative sensor, reported report) when the user has non-critical assets."""
     from shadow_dagster.dagster.speculation_report import build_speculation_report
-    from shadow_dagster.dagster.speculative_sensor import _non_critical_keys, speculation_definitions
+    from shadow_dagster.dagster.shadow_job import non_critical_keys
+    from shadow_dagster.dagster.speculative_sensor import speculation_definitions
 
     assets = list(user_defs.assets or []) if user_defs is not None else []
-    if not _non_critical_keys(assets):
+    if not non_critical_keys(assets):
         return None
     spec = speculation_definitions(assets, config=config, storage=storage, report=False,
                                    read_only_resources=read_only_resources)

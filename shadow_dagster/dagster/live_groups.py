@@ -1,10 +1,14 @@
-"""Live workflow instances as the speculative sensor sees them: their runs and steps so far."""
+"""Live workflow instances as the speculative sensor sees them: which are live, their runs and steps so far."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
-from dagster import DagsterInstance, DagsterRunStatus
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+from shadow_dagster.dagster.instances import instance_keys, members, no_family
+from shadow_dagster.tags import PARTITION_TAG, WORKFLOW_TAG, is_own_run
 
 IN_FLIGHT = {DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
              DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING}
@@ -58,9 +62,6 @@ class GroupView:
 
 def group_runs(instance: DagsterInstance, workflow_key: str, seed_records=(), family_of=None) -> list:
     """RunRecords of a workflow instance (oldest first), shadow, refit and report runs excluded."""
-    from shadow_dagster.dagster.instances import members, no_family
-    from shadow_dagster.tags import is_own_run
-
     records = [r for r in members(instance, workflow_key, family_of or no_family, seed_records)
                if not is_own_run(r.dagster_run.tags)]
     return sorted(records, key=lambda r: (r.start_time or r.create_timestamp.timestamp()))
@@ -81,3 +82,19 @@ def group_view(instance: DagsterInstance, workflow_key: str, seed_records=(), fa
                                st.status.value if st.status else None, run.run_id))
     view.steps.sort(key=lambda s: s[0])
     return view
+
+
+def live_groups(instance, now: float, chain_gap_s: float, family_of=no_family) -> dict[str, list]:
+    """workflow key -> RunRecords that make the instance live (in flight, or a chain just finished)."""
+    groups: dict[str, list] = {}
+    recs = list(instance.get_run_records(filters=RunsFilter(statuses=list(IN_FLIGHT - {DagsterRunStatus.CANCELING}))))
+    if chain_gap_s > 0:
+        after = datetime.fromtimestamp(now - chain_gap_s, tz=timezone.utc)
+        recs += [r for r in instance.get_run_records(filters=RunsFilter(
+            statuses=[DagsterRunStatus.SUCCESS], updated_after=after))
+            if WORKFLOW_TAG in r.dagster_run.tags or PARTITION_TAG in r.dagster_run.tags]
+    recs = [r for r in recs if not is_own_run(r.dagster_run.tags)]   # shadow, refit, report
+    keys = instance_keys(instance, recs, family_of)
+    for rec in recs:
+        groups.setdefault(keys.get(rec.dagster_run.run_id, rec.dagster_run.run_id), []).append(rec)
+    return groups
