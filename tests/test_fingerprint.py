@@ -187,7 +187,7 @@ def test_conditioning_on_run_metadata_wins_when_observable(observable_regimes):
 
 
 def test_identifier_like_and_constant_attributes_are_not_conditioned_on():
-    from shadow_dagster.fingerprint.model import _attr_keys
+    from shadow_dagster.fingerprint.selection import attr_keys as _attr_keys
     cases = [case(f"c{i}", ["a"], attrs={"run_id": f"r{i}", "schedule": "daily",
                                          "day": "mon" if i % 2 else "sat", "a1": str(i % 3),
                                          "a2": str(i % 4), "a3": str(i % 5), "a4": str(i % 6)})

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..cases import Case
-from .model import Fingerprint, _markov_spec
+from .model import Fingerprint
+from .selection import markov_spec
 
 CITATION = ("J.C.A.M. Buijs, Receipt phase of an environmental permit application process "
             "(WABO), CoSeLoG project, 4TU.ResearchData")
@@ -41,8 +42,8 @@ def evaluate_log(cases: Sequence[Case], train_fraction: float = 2 / 3, *, k: int
     prefixes = comps.accuracy(fp.choice, test)["prefixes"]
     return {
         "fingerprint": acc(fp.choice),
-        "markov1": acc(_markov_spec(1)),
-        "kgram": {"k": k, **acc(_markov_spec(k))},
+        "markov1": acc(markov_spec(1)),
+        "kgram": {"k": k, **acc(markov_spec(k))},
         "hmm": ({"K": comps.hmm.n_states, **acc({"kind": "hmm"})} if comps.hmm else None),
         "predictor": fp.predictor,
         "cases": len(test),
