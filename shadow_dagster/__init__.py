@@ -21,6 +21,7 @@ _LAZY = {
     "PrepareConfig": "shadow_dagster.speculation.config",
     "PolicyConfig": "shadow_dagster.speculation.policy",
     "ShadowStorage": "shadow_dagster.store.layout",
+    "ShadowDagsterError": "shadow_dagster.errors",
 }
 
 

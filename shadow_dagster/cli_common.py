@@ -11,11 +11,9 @@ import click
 
 def user_errors(fn):
     """Turn the errors a user can fix into one clear line and a non-zero exit, no traceback."""
-    from shadow_dagster.errors import ShadowDagsterUserError
-    from shadow_dagster.store.engine import StoreConfigError
-    from shadow_dagster.store.signal_store import SignalStoreUnavailable
+    from shadow_dagster.errors import ShadowDagsterError
 
-    fixable = (ShadowDagsterUserError, StoreConfigError, SignalStoreUnavailable, ValueError, FileNotFoundError)
+    fixable = (ShadowDagsterError, ValueError, FileNotFoundError)   # every shadow-dagster error says what to fix
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):

@@ -20,9 +20,10 @@ from dagster import AssetExecutionContext, AssetsDefinition, OpDefinition, OpExe
 
 from shadow_dagster.dagster.compat import DecoratedOpFunction
 from shadow_dagster.tags import CRITICAL_TAG, is_critical, is_shadow_run
+from shadow_dagster.errors import ShadowDagsterError
 
 
-class ShadowCriticalStepError(RuntimeError):
+class ShadowCriticalStepError(ShadowDagsterError, RuntimeError):
     """A critical step (not tagged `shadow_dagster/critical: "false"`) was asked to run in a shadow run."""
 
 

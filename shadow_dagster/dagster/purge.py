@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from dagster import DagsterEventType, DagsterInstance
 
 from shadow_dagster.tags import SHADOW_TAG, is_shadow_run
+from shadow_dagster.errors import ShadowDagsterError
 
 
-class NotAShadowRun(ValueError):
+class NotAShadowRun(ShadowDagsterError, ValueError):
     """Raised when asked to purge a run that is not a shadow run."""
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from shadow_dagster.envs import duckdb_env, files_env
 from shadow_dagster.envs.workspace import Effect, PromotionRefused
+from shadow_dagster.errors import ShadowDagsterError
 
 _MARK = b"shadow-dagster-effects:1\n"
 
@@ -36,7 +37,7 @@ def loads(payload: bytes) -> EffectsRecord | None:
     return record if isinstance(record, EffectsRecord) else None
 
 
-class PromotionIncomplete(RuntimeError):
+class PromotionIncomplete(ShadowDagsterError, RuntimeError):
     """Promotion failed after part of it was applied in live storage: the step must not compute on
     top of it silently."""
 

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from shadow_dagster.errors import ShadowDagsterError
 
-class PromotionRefused(RuntimeError):
+
+class PromotionRefused(ShadowDagsterError, RuntimeError):
     """A live object changed since the shadow step read it (or the shadow copy is gone): recompute."""
 
 

@@ -19,10 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from shadow_dagster.errors import ShadowDagsterError
+
 META, HASH = "__meta__", "__sha256__"
 
 
-class FingerprintFormatError(ValueError):
+class FingerprintFormatError(ShadowDagsterError, ValueError):
     """A fingerprint file is missing, corrupt, truncated, tampered with or of another kind."""
 
     def __init__(self, path: str | os.PathLike, problem: str):

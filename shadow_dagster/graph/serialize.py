@@ -14,6 +14,7 @@ from pathlib import Path
 import networkx as nx
 
 from shadow_dagster.graph.reconstruct import DEP_TYPES
+from shadow_dagster.errors import ShadowDagsterError
 
 FORMAT = "shadow-dagster/workflow-graph"
 SCHEMA_VERSION = 1
@@ -21,7 +22,7 @@ NODE_REQUIRED = {"task": str, "n": int, "executions": int, "cases": int}
 EDGE_REQUIRED = {"type": str, "count": int, "cases": int, "share": (int, float)}
 
 
-class GraphFormatError(ValueError):
+class GraphFormatError(ShadowDagsterError, ValueError):
     """A document is not a valid shadow-dagster workflow graph."""
 
 

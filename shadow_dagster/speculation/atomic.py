@@ -7,11 +7,13 @@ import os
 import tempfile
 from pathlib import Path
 
+from shadow_dagster.errors import ShadowDagsterError
+
 TEMP_PREFIX = ".shadow-tmp-"
 _CHUNK = 1 << 20
 
 
-class ContentMismatch(ValueError):
+class ContentMismatch(ShadowDagsterError, ValueError):
     """Bytes read back do not have the expected content hash: the file was changed or corrupted."""
 
 

@@ -6,8 +6,10 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from shadow_dagster.errors import ShadowDagsterError
 
-class ShadowIsolationError(PermissionError):
+
+class ShadowIsolationError(ShadowDagsterError, PermissionError):
     """A shadow write would reach live storage (directly, through `..`, or through a symlink)."""
 
 

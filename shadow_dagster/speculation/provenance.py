@@ -14,13 +14,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from shadow_dagster import __version__
+from shadow_dagster.errors import ShadowDagsterError
 
 # Dagster's markers for "no version": UNKNOWN (logical version undefined) and NULL (never materialised).
 UNKNOWN_VERSION_VALUES = frozenset({"", "UNKNOWN", "NULL"})
 KEY_SCHEMA = 1  # bump when the key's layout changes so that old shadow outputs stop matching
 
 
-class ProvenanceUnknown(ValueError):
+class ProvenanceUnknown(ShadowDagsterError, ValueError):
     """A provenance key cannot be computed because a part of it is unknown; reuse must be refused."""
 
     def __init__(self, reason: str):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from shadow_dagster.errors import ShadowDagsterError
+
 if TYPE_CHECKING:  # SQLAlchemy loads when a store is opened, not when a code location imports this
     import sqlalchemy as sa
 
@@ -16,7 +18,7 @@ ENV_URL = "SHADOW_DAGSTER_STORE_URL"
 SQLITE_FILENAME = "shadow_dagster.db"
 
 
-class StoreConfigError(ValueError):
+class StoreConfigError(ShadowDagsterError, ValueError):
     """The store's configuration is invalid (bad URL, unsupported backend)."""
 
 

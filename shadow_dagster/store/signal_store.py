@@ -15,16 +15,17 @@ from shadow_dagster.signals.assemble import assemble
 from shadow_dagster.signals.model import Signal, SignalRow
 from shadow_dagster.store import schema
 from shadow_dagster.store.engine import create_engine, create_schema, normalise_url
+from shadow_dagster.errors import ShadowDagsterError
 
 log = logging.getLogger("shadow_dagster.store")
 DAY_MS = 86_400_000
 
 
-class SignalStoreUnavailable(RuntimeError):
+class SignalStoreUnavailable(ShadowDagsterError, RuntimeError):
     """The signal store's database cannot be reached or written."""
 
 
-class UnstorableText(ValueError):
+class UnstorableText(ShadowDagsterError, ValueError):
     """A row holds text the backend cannot store (a NUL byte on PostgreSQL)."""
 
 
