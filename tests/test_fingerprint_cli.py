@@ -11,7 +11,7 @@ import json
 from click.testing import CliRunner
 
 from shadow_dagster.cases import Case, Event
-from shadow_dagster.cli_fingerprint import fingerprint
+from shadow_dagster.cli.fingerprint import fingerprint
 from shadow_dagster.fingerprint import Fingerprint
 
 RECEIPT = "/work/shared/data/receipt.csv"

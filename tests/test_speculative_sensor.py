@@ -321,7 +321,7 @@ def check_report_and_cli(world, instance, *, hits, misses):
     import json
 
     from click.testing import CliRunner
-    from shadow_dagster.cli_shadow import shadow
+    from shadow_dagster.cli.shadow import shadow
     from shadow_dagster.dagster.reported import reporting_job
     from shadow_dagster.dagster.speculation_report import build_speculation_report
 

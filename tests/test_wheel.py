@@ -30,7 +30,7 @@ def test_the_wheel_holds_the_library_only(wheel):
     tops = {n.split("/")[0] for n in names}
     assert tops == {"shadow_dagster", next(t for t in tops if t.endswith(".dist-info"))}, tops
     folders = {n.split("/")[1] for n in names if n.startswith("shadow_dagster/") and n.count("/") > 1}
-    assert folders == {"dagster", "envs", "fingerprint", "graph", "signals", "speculation", "store"}, folders
+    assert folders == {"cli", "dagster", "envs", "fingerprint", "graph", "signals", "speculation", "store"}, folders
     for gone in ("bench", "example", "reliability", "synthetic.py", "launch.py"):
         assert not [n for n in names if f"/{gone}" in n], gone
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from shadow_dagster.cli_common import echo_json, user_errors
+from shadow_dagster.cli.common import echo_json, user_errors
 from shadow_dagster_bench.cli_reliability import reliability
 
 

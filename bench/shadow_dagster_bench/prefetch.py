@@ -195,7 +195,7 @@ def _round(defs, sensor, instance, gate, key: str, mb: float, prepared: bool, ro
 def run(json_out: bool = False, *, mb: float = 150.0, reps: int = 2, index_rows: int = 1_500_000, echo=print) -> dict:
     from dagster import DagsterInstance
 
-    from shadow_dagster.cli_common import echo_json
+    from shadow_dagster.cli.common import echo_json
     from shadow_dagster.dagster.fingerprints import fingerprint_path
     from shadow_dagster.dagster.ingest import ingest
     from shadow_dagster_bench.home import write_instance_yaml

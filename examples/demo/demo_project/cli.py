@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from shadow_dagster.cli_common import dagster_instance, echo_json, user_errors
+from shadow_dagster.cli.common import dagster_instance, echo_json, user_errors
 
 
 @click.command()

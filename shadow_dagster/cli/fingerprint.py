@@ -40,7 +40,7 @@ def fingerprint() -> None:
 def eval_cmd(log_path: str, as_json: bool, k: int, seed: int) -> None:
     """Next-activity accuracy of the fingerprint and its baselines on an event log
     (temporal split: first two thirds of cases train, every prefix of the rest is predicted)."""
-    from .fingerprint import CITATION, evaluate_log, read_event_log
+    from shadow_dagster.fingerprint import CITATION, evaluate_log, read_event_log
 
     try:
         cases = read_event_log(log_path)
@@ -73,7 +73,7 @@ def show_cmd(workflow: str | None, path: str | None, as_json: bool) -> None:
     """Summary and held-out accuracy of WORKFLOW's fitted fingerprint, or of --path. WORKFLOW is
     the workflow as the fingerprint views and `predict` name it (its first job), or the name its
     instances' keys start with (`daily_pipeline` for `daily_pipeline:2024-01-05`)."""
-    from .fingerprint import Fingerprint, FingerprintFormatError
+    from shadow_dagster.fingerprint import Fingerprint, FingerprintFormatError
 
     if (workflow is None) == (path is None):
         raise click.UsageError("give either WORKFLOW (a job name) or --path FILE")
@@ -111,8 +111,8 @@ def show_cmd(workflow: str | None, path: str | None, as_json: bool) -> None:
 
 def _check_fingerprint_home() -> None:
     """Fingerprints live under $DAGSTER_HOME unless their own folder is set: it must exist."""
-    from .cli_common import dagster_home
-    from .dagster.fingerprints import ENV_DIR
+    from shadow_dagster.cli.common import dagster_home
+    from shadow_dagster.dagster.fingerprints import ENV_DIR
 
     if not os.environ.get(ENV_DIR):
         dagster_home()
@@ -120,7 +120,7 @@ def _check_fingerprint_home() -> None:
 
 def _resolve_workflow(name: str) -> tuple[str, str | None]:
     """(fingerprint file, note) for the name a user gives, or one line saying which workflows exist."""
-    from .dagster.fingerprints import fingerprint_dir, fingerprint_path, load_fingerprints
+    from shadow_dagster.dagster.fingerprints import fingerprint_dir, fingerprint_path, load_fingerprints
 
     _check_fingerprint_home()
     path = fingerprint_path(name)
@@ -147,8 +147,8 @@ def _workflows_of_instances(prefix: str) -> set[str]:
     """Workflows (first job) of the ingested instances whose key is `prefix` or starts with `prefix:`."""
     import sqlalchemy as sa
 
-    from .cli_common import open_store
-    from .store import schema
+    from shadow_dagster.cli.common import open_store
+    from shadow_dagster.store import schema
 
     try:
         store = open_store(None, read=True)
@@ -176,8 +176,8 @@ def _workflows_of_instances(prefix: str) -> set[str]:
 @click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
 def fit_cmd(store_url: str | None, window_days: float, as_json: bool) -> None:
     """Fit (or keep, when history is unchanged) every workflow's fingerprint from the signal store."""
-    from .cli_common import no_store_message, open_store
-    from .dagster.history_assets import fit_or_reuse, window_cases
+    from shadow_dagster.cli.common import no_store_message, open_store
+    from shadow_dagster.dagster.history_assets import fit_or_reuse, window_cases
 
     _check_fingerprint_home()
     try:

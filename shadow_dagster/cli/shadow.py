@@ -8,10 +8,10 @@ import time
 
 import click
 
-from shadow_dagster.cli_common import dagster_home
-from shadow_dagster.cli_common import dagster_instance as _instance
-from shadow_dagster.cli_common import open_store as _signal_store
-from shadow_dagster.cli_common import user_errors
+from shadow_dagster.cli.common import dagster_home
+from shadow_dagster.cli.common import dagster_instance as _instance
+from shadow_dagster.cli.common import open_store as _signal_store
+from shadow_dagster.cli.common import user_errors
 
 
 @click.group("shadow")

@@ -8,8 +8,7 @@ from datetime import datetime, timezone
 
 import click
 
-from shadow_dagster import __version__
-from shadow_dagster.cli_common import dagster_instance, echo_json, no_store_message, open_store, user_errors
+from shadow_dagster.cli.common import dagster_instance, echo_json, no_store_message, open_store, user_errors
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -67,13 +66,7 @@ def family_for(module_name, python_file, working_directory):
     return family_resolver(load_repository(target)), target.describe()
 
 
-@click.group()
-@click.version_option(__version__, prog_name="shadow-dagster")
-def main() -> None:
-    """shadow-dagster: learn how recurring Dagster workflows run and do safe work ahead of time."""
-
-
-@main.command()
+@click.command()
 @store_option
 @click.option("--resolution-ms", default=1000, show_default=True, help="TSA resolution (1 to 60000 ms)")
 @click.option("--page-size", default=2000, show_default=True)
@@ -113,7 +106,7 @@ def _fmt_ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
-@main.command()
+@click.command()
 @store_option
 @click.option("--run", "run_id", default=None, help="only this run")
 @click.option("--job", "job_name", default=None, help="only this job")
@@ -154,7 +147,7 @@ def signals(store_url, run_id, job_name, step_key, workflow_key, since, until, a
         )
 
 
-@main.command()
+@click.command()
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="last line: one JSON object")
 @code_location_options
@@ -198,20 +191,3 @@ def predict(run_id, as_json, module_name, python_file, working_directory) -> Non
                    f"history ({since})")
     elif pred.expected_remaining_seconds is not None:
         click.echo(f"expected remaining duration: {pred.expected_remaining_seconds:.1f} s")
-
-
-def _register() -> None:
-    """The product's command groups, then those other installed packages add through the entry point
-    group `shadow_dagster.cli` (the repository's benchmarks and demo: `bench`, `simulate`)."""
-    from importlib.metadata import entry_points
-
-    from shadow_dagster.cli_fingerprint import fingerprint
-    from shadow_dagster.cli_shadow import shadow
-
-    main.add_command(fingerprint)
-    main.add_command(shadow)
-    for ep in entry_points(group="shadow_dagster.cli"):
-        main.add_command(ep.load(), ep.name)
-
-
-_register()
