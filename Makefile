@@ -38,7 +38,7 @@ test-dagster-1.12:
 		'dagster-postgres==0.28.*' 'dagster-duckdb==0.28.*'
 	$(COMPAT)/bin/python -c "import dagster; assert dagster.__version__.startswith('1.12.'), dagster.__version__"
 	$(COMPAT)/bin/python -m pytest -q -n 2 --dist loadfile -m "not serial and not browser" \
-		--ignore=tests/test_example_demo.py
+		--ignore=tests/e2e/test_example_demo.py
 
 bench: install
 	$(BIN)/shadow-dagster bench ingest

@@ -16,7 +16,7 @@ from demo_project.resources import FAST_SCALE, SCALE_ENV, ExampleSettings, scale
 from demo_project.simulate import partition_keys, simulate
 from shadow_dagster.tags import CRITICAL_TAG, SHADOW_TAG, WORKFLOW_TAG, is_critical
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SUNDAY, MONDAY = "2025-03-09", "2025-03-10"          # full-refresh branch, incremental branch
 CRITICAL_STEPS = {"warehouse_full_load", "warehouse_incremental_load", "published_forecast", "send_digest"}
 FAST = {"settings": ExampleSettings(scale=FAST_SCALE)}
@@ -268,7 +268,7 @@ def test_dagster_yaml_guidance_is_one_block_and_one_event_log_from_any_directory
     from shadow_dagster.dagster.ingest import FIX_PER_RUN_STORAGE, check_event_storage
     from shadow_dagster.dagster.instance_config import EVENT_LOG_YAML
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     assert EVENT_LOG_YAML in (root / "dagster.yaml").read_text()
     assert f"```yaml\n{EVENT_LOG_YAML}```" in (root / "README.md").read_text()
     assert EVENT_LOG_YAML in FIX_PER_RUN_STORAGE

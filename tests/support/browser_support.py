@@ -1,4 +1,4 @@
-"""Helpers of the UI tests in tests/test_example_demo.py: headless Chromium (Debian's package,
+"""Helpers of the UI tests in tests/e2e/test_example_demo.py: headless Chromium (Debian's package,
 driven by Playwright through `executable_path`, no browser download) against the demo's UI."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("SHADOW_DAGSTER_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from chain_history import seed_chain_history
+from support.chain_history import seed_chain_history
 from dagster import Definitions, asset, build_sensor_context, define_asset_job
 
 from shadow_dagster.dagster.critical import guard_assets

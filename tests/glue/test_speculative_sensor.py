@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from chain_history import seed_chain_history
+from support.chain_history import seed_chain_history
 from dagster import AssetKey, Definitions, asset, build_sensor_context, define_asset_job
 
 from shadow_dagster.dagster.critical import guard_assets

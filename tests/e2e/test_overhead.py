@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from bench_cli import bench_json
+from support.bench_cli import bench_json
 
 from shadow_dagster_bench.overhead import write_project
 

@@ -9,7 +9,7 @@ figures the issue names. No timed assertion.
 from __future__ import annotations
 
 import pytest
-from bench_cli import bench_json
+from support.bench_cli import bench_json
 from click.testing import CliRunner
 
 from shadow_dagster.cli import main

@@ -13,7 +13,7 @@ import pytest
 
 from shadow_dagster import with_shadow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 PROJECT_ASSETS = '''
 import dagster as dg

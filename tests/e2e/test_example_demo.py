@@ -11,10 +11,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import browser_support as support
+from support import browser_support as support
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "demo.sh"
 
 
@@ -276,7 +276,7 @@ def _alive_in(groups: set[int]) -> dict[int, str]:
 # back from the demo's instance. The screenshots go to a temporary folder; with
 # SHADOW_DAGSTER_UPDATE_SCREENSHOTS=1 they replace the README's pictures in docs/screenshots/, so those
 # pictures are taken from `make demo` itself (on a 2-day history):
-#   SHADOW_DAGSTER_UPDATE_SCREENSHOTS=1 .venv/bin/python -m pytest -m browser tests/test_example_demo.py
+#   SHADOW_DAGSTER_UPDATE_SCREENSHOTS=1 .venv/bin/python -m pytest -m browser tests/e2e/test_example_demo.py
 LOCATION = "shadow_dagster_example"
 TICK_WAIT_MS = 150_000               # the daemon's first sensor tick, on a busy 2-core machine
 

@@ -8,7 +8,7 @@ carries the shadow tags, and the last line is one JSON object with the figures. 
 from __future__ import annotations
 
 import pytest
-from bench_cli import bench_json
+from support.bench_cli import bench_json
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner
 
-from jobs_for_signals import branching_job, failing_job, hostile_job, nan_job
+from support.jobs_for_signals import branching_job, failing_job, hostile_job, nan_job
 from shadow_dagster.dagster.definitions import STORE_RESOURCE_KEY, shadow_definitions
 from shadow_dagster.dagster.ingest import CURSOR_NAME, check_event_storage, ingest
 from shadow_dagster.dagster.resources import SignalStoreResource

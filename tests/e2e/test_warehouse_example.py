@@ -22,7 +22,7 @@ from shadow_dagster.dagster.shadow_job import build_catalog
 from shadow_dagster.envs import files_env
 from shadow_dagster.tags import REUSED_FROM, is_shadow_run
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "warehouse"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "warehouse"
 
 
 @pytest.fixture

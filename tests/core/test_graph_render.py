@@ -9,7 +9,7 @@ from shadow_dagster.cases import Case, Event
 from shadow_dagster.graph.reconstruct import build_workflow_graph
 from shadow_dagster.graph.render import node_order, render_markdown, summary, text_diagram
 
-from tests.test_graph_reconstruct import ETL_EDGES, etl_cases
+from tests.core.test_graph_reconstruct import ETL_EDGES, etl_cases
 
 
 def etl_graph():
