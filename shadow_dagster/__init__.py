@@ -22,6 +22,7 @@ _LAZY = {
     "PolicyConfig": "shadow_dagster.speculation.policy",
     "ShadowStorage": "shadow_dagster.store.layout",
     "ShadowDagsterError": "shadow_dagster.errors",
+    "WarmableResource": "shadow_dagster.dagster.warmup",
 }
 
 

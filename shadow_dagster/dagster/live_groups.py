@@ -84,6 +84,20 @@ def group_view(instance: DagsterInstance, workflow_key: str, seed_records=(), fa
     return view
 
 
+class LiveViews:
+    """The GroupView of each workflow key, read at most once per tick and shared by settling,
+    preparing and planning, so that they all judge the same snapshot of the live runs."""
+
+    def __init__(self, instance: DagsterInstance, family_of=None):
+        self.instance, self.family_of, self._views = instance, family_of, {}
+
+    def get(self, key: str, seed=()) -> GroupView:
+        view = self._views.get(key)
+        if view is None:
+            view = self._views[key] = group_view(self.instance, key, seed, self.family_of)
+        return view
+
+
 def live_groups(instance, now: float, chain_gap_s: float, family_of=no_family) -> dict[str, list]:
     """workflow key -> RunRecords that make the instance live (in flight, or a chain just finished)."""
     groups: dict[str, list] = {}

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from dagster import AssetKey
 
 from shadow_dagster.dagster.job_graph import definition_graph
-from shadow_dagster.dagster.live_groups import GroupView, group_view
+from shadow_dagster.dagster.live_groups import GroupView, LiveViews
 from shadow_dagster.store.outcomes import PREPARED, SETTLED, OutcomeRecord, record_outcomes
 from shadow_dagster.dagster.warmup import call_hook, warmable_resource_keys
 from shadow_dagster.speculation.config import PrepareConfig
@@ -199,8 +199,8 @@ class Preparer:
 
     # ------------------------------------------------------------------ settle (rollback)
     def settle(self, rp: RepoPrep, *, instance, signals, log, outcomes: list[OutcomeRecord],
-               views: dict[str, GroupView], now: float, ttl_s: float, chain_gap_s: float,
-               divergence_slack: int, family_of=None) -> tuple[list[OutcomeRecord], dict[tuple[str, str, str], str]]:
+               views: LiveViews, now: float, ttl_s: float, chain_gap_s: float,
+               divergence_slack: int) -> tuple[list[OutcomeRecord], dict[tuple[str, str, str], str]]:
         """Settle open preparations; returns the settlement rows and the ids of those still open."""
         done = {r.prediction_id for r in outcomes if r.stage in SETTLED}
         open_by_pid: dict[str, list[OutcomeRecord]] = {}
@@ -211,9 +211,7 @@ class Preparer:
         for pid, recs in open_by_pid.items():
             first = recs[0]
             key = first.workflow_key or ""
-            if key not in views:
-                views[key] = group_view(instance, key, family_of=family_of)
-            verdict = self._verdict(rp, first, views[key], now, ttl_s, chain_gap_s, divergence_slack)
+            verdict = self._verdict(rp, first, views.get(key), now, ttl_s, chain_gap_s, divergence_slack)
             if verdict is None:
                 still_open[_open_key(first)] = pid
                 continue

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from shadow_dagster.dagster.live_groups import GroupView, group_view
+from shadow_dagster.dagster.live_groups import GroupView, LiveViews
 from shadow_dagster.speculation.config import PURGE_MODES
 from shadow_dagster.speculation.settle import abandoned, expired
 from shadow_dagster.store.outcomes import RESOLVED, OutcomeRecord, read_outcomes, record_outcomes
@@ -242,7 +242,7 @@ def resolve_shadow_runs(
     chain_gap_s: float = 300.0,
     divergence_slack: int = 2,
     now: float | None = None,
-    views: dict[str, GroupView] | None = None,
+    views: LiveViews | None = None,
     purge: str = "all",
     retention_s: float = 86400.0,
     log=None,
@@ -261,7 +261,7 @@ def resolve_shadow_runs(
             by_pred.setdefault(pid, []).append(run)
     known = read_outcomes(signal_store, prediction_ids=by_pred) if by_pred else []
     resolved = {r.prediction_id for r in known if r.stage in RESOLVED}
-    views = {} if views is None else views
+    views = LiveViews(instance, family_of) if views is None else views
     out: list[Resolution] = []
     records: list[OutcomeRecord] = []
     for pid, runs in by_pred.items():
@@ -269,9 +269,7 @@ def resolve_shadow_runs(
             continue
         for run in runs:
             key = run.tags.get(PARENT_TAG, "")
-            if key not in views:
-                views[key] = group_view(instance, key, family_of=family_of)
-            verdict = _verdict(instance, run, views[key], now, ttl_s, chain_gap_s, divergence_slack,
+            verdict = _verdict(instance, run, views.get(key), now, ttl_s, chain_gap_s, divergence_slack,
                                output_store)
             if verdict is None:
                 continue

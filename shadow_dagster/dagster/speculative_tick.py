@@ -18,7 +18,7 @@ from dagster import AssetKey, AssetMaterialization, SensorEvaluationContext, Sen
 from shadow_dagster.dagster.fingerprints import fingerprint_path
 from shadow_dagster.dagster.host import host_load_per_core, launch_samples, runs_on_live_host
 from shadow_dagster.dagster.instances import family_resolver, upcoming_key
-from shadow_dagster.dagster.live_groups import IN_FLIGHT, GroupView, group_view, live_groups
+from shadow_dagster.dagster.live_groups import IN_FLIGHT, GroupView, LiveViews, live_groups
 from shadow_dagster.dagster.prepare import Budget, Preparer
 from shadow_dagster.dagster.rollback import recent_shadow_runs, resolve_shadow_runs
 from shadow_dagster.dagster.scheduled import upcoming_runs
@@ -160,7 +160,6 @@ class SpeculativeTick:
         self.notes: list[str] = []
         self.decided: list = []
         self.prepared: list[OutcomeRecord] = []
-        self.views: dict[str, GroupView] = {}
         self.exists_cache: dict = {}
 
     # ------------------------------------------------------------------ the tick
@@ -176,6 +175,7 @@ class SpeculativeTick:
         if repo is None:
             raise ValueError("the speculative sensor needs its repository (build_sensor_context(repository_def=...))")
         self.family_of = family_resolver(repo)
+        self.views = LiveViews(self.instance, self.family_of)
         resolved = resolve_shadow_runs(self.instance, self.signals, self.outputs, ttl_s=cfg.ttl_s,
                                        chain_gap_s=cfg.chain_gap_s, divergence_slack=cfg.divergence_slack, now=now,
                                        views=self.views, purge=cfg.purge, retention_s=cfg.retention_s, log=self.log,
@@ -212,7 +212,7 @@ class SpeculativeTick:
             self.settled, self.open_prep = preparer.settle(
                 self.prep, instance=self.instance, signals=self.signals, log=self.log, outcomes=recent,
                 views=self.views, now=self.now, ttl_s=self.config.ttl_s, chain_gap_s=self.config.chain_gap_s,
-                divergence_slack=self.config.divergence_slack, family_of=self.family_of)
+                divergence_slack=self.config.divergence_slack)
 
     def _count_shadow_work(self, recent: list[OutcomeRecord]) -> None:
         """What is already launched or in flight, and what a launch really costs here."""
@@ -231,15 +231,10 @@ class SpeculativeTick:
                    if pid not in self.existing and now - ts <= self.config.pending_grace_s}
         self.total = sum(self.in_flight.values()) + len(pending)
 
-    def _view(self, key: str, seed=()) -> GroupView:
-        view = self.views.get(key) or group_view(self.instance, key, seed, self.family_of)
-        self.views[key] = view
-        return view
-
     def _plan_live(self, groups: dict[str, list]) -> None:
         horizon, min_p = self.config.horizon, self.config.policy.min_probability
         for key, seed in sorted(groups.items()):
-            view = self._view(key, seed)
+            view = self.views.get(key, seed)
             if not view.records:
                 continue
             fp = self.state.fingerprints.usable(view.workflow)
@@ -261,7 +256,7 @@ class SpeculativeTick:
             key = upcoming_key(self.instance, up.job_name, up.partition, up.run_tags, up.tick_s, self.family_of)
             if key in groups:
                 continue                  # a live instance: planned already
-            view = self._view(key)
+            view = self.views.get(key)
             view.planned = view.planned or up.job_name
             fp = self.state.fingerprints.usable(view.workflow)
             if fp is None:
