@@ -123,3 +123,17 @@ def no_store_message(store_url: str | None) -> str:
 
 def echo_json(obj) -> None:
     click.echo(json.dumps(obj, sort_keys=True, default=str))
+
+
+def echo_rows(rows, *, as_json: bool, to_json, empty: str, header: str, line) -> None:
+    """Rows as JSON lines (`to_json(row)`), or `empty` when there are none, or a table: `header`,
+    then `line(row)` for each."""
+    if as_json:
+        for row in rows:
+            echo_json(to_json(row))
+    elif not rows:
+        click.echo(empty)
+    else:
+        click.echo(header)
+        for row in rows:
+            click.echo(line(row))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -11,7 +10,7 @@ import click
 from shadow_dagster.cli.common import dagster_home
 from shadow_dagster.cli.common import dagster_instance as _instance
 from shadow_dagster.cli.common import open_store as _signal_store
-from shadow_dagster.cli.common import user_errors
+from shadow_dagster.cli.common import echo_rows, user_errors
 
 
 @click.group("shadow")
@@ -32,17 +31,10 @@ def list_runs(as_json: bool, limit: int, store_url: str | None):
     instance = _instance(read=True)
     store = _signal_store(store_url, read=True)     # None: nothing ingested yet (and nothing created)
     rows = shadow_run_rows(instance, read_outcomes(store) if store else [], limit=limit)
-    if as_json:
-        for r in rows:
-            click.echo(json.dumps(r, sort_keys=True))
-        return
-    if not rows:
-        click.echo("no shadow runs")
-        return
-    click.echo(f"{'run':10} {'status':10} {'outcome':8} {'p':>6}  activity (workflow key)")
-    for r in rows:
-        click.echo(f"{r['run_id'][:8]:10} {r['status']:10} {r['outcome']:8} {r['probability'] or '':>6}  "
-                   f"{r['activity']} ({r['parent']})")
+    echo_rows(rows, as_json=as_json, to_json=lambda r: r, empty="no shadow runs",
+              header=f"{'run':10} {'status':10} {'outcome':8} {'p':>6}  activity (workflow key)",
+              line=lambda r: f"{r['run_id'][:8]:10} {r['status']:10} {r['outcome']:8} {r['probability'] or '':>6}  "
+                             f"{r['activity']} ({r['parent']})")
 
 
 @shadow.command("gc")

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import click
 
-from shadow_dagster.cli.common import dagster_instance, echo_json, no_store_message, open_store, user_errors
+from shadow_dagster.cli.common import dagster_instance, echo_json, echo_rows, no_store_message, open_store, user_errors
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -129,22 +129,17 @@ def signals(store_url, run_id, job_name, step_key, workflow_key, since, until, a
         since_ms=since_ms, until_ms=until_ms,
     )
     store.dispose()
-    if as_json:
-        for sig in found:
-            echo_json(sig.to_dict())
-        return
-    if not found:
-        click.echo("no signals match (run `shadow-dagster ingest` first?)")
-        return
-    click.echo(f"{'run':<10} {'job':<20} {'step':<24} {'status':<9} {'int':>5} {'dur_s':>8}  TSA")
-    for sig in found:
+
+    def line(sig) -> str:
         tsa = ", ".join(f"{_fmt_ms(t)} {k}" for t, k in zip(sig.tsa, sig.transitions))
         dur = "" if sig.duration_ms is None else f"{sig.duration_ms / 1000:.3f}"
         inten = "" if sig.intensity is None else f"{sig.intensity:.2f}"
-        click.echo(
-            f"{sig.run_id[:8]:<10} {(sig.job_name or '')[:20]:<20} {(sig.step_key or '(run)')[:24]:<24} "
-            f"{sig.status:<9} {inten:>5} {dur:>8}  {tsa}"
-        )
+        return (f"{sig.run_id[:8]:<10} {(sig.job_name or '')[:20]:<20} {(sig.step_key or '(run)')[:24]:<24} "
+                f"{sig.status:<9} {inten:>5} {dur:>8}  {tsa}")
+
+    echo_rows(found, as_json=as_json, to_json=lambda sig: sig.to_dict(),
+              empty="no signals match (run `shadow-dagster ingest` first?)",
+              header=f"{'run':<10} {'job':<20} {'step':<24} {'status':<9} {'int':>5} {'dur_s':>8}  TSA", line=line)
 
 
 @click.command()
