@@ -54,7 +54,7 @@ def gc(ttl_s: float, shadow_dir: str | None, store_url: str | None):
 
     if ttl_s < 0:
         raise click.ClickException(f"--ttl must be >= 0 seconds, got {ttl_s}")
-    where = ShadowStorage(signal_store_url=store_url, shadow_dir=shadow_dir)
+    where = ShadowStorage(signal_store_url=store_url, output_store_url=store_url, shadow_dir=shadow_dir)
     root = where.location("shadow_dir", dagster_home() if not shadow_dir else None)
     if not os.path.isdir(root):
         if shadow_dir:      # the folder the user named is not there: a typo, say so

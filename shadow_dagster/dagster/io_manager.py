@@ -286,8 +286,16 @@ class ShadowIOManager(ConfigurableIOManagerFactory, ShadowSafe):
     prefetch_max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=0, description="Byte cap of the prefetch cache (least recently used copies are evicted; 0 turns it off).")
 
     def storage(self) -> ShadowStorage:
-        """The locations this IO manager sets (the others at their defaults)."""
-        return ShadowStorage(output_store_url=self.store_url, shadow_dir=self.shadow_dir, prefetch_dir=self.prefetch_dir)
+        """The locations this IO manager sets (the others at their defaults). An `EnvVar` field is
+        read from this process's environment, as Dagster will read it when the resource starts;
+        one that is not set counts as not given."""
+        from dagster import EnvVar
+
+        def value(v):
+            return (v.get_value() or None) if isinstance(v, EnvVar) else v
+
+        return ShadowStorage(output_store_url=value(self.store_url), shadow_dir=value(self.shadow_dir),
+                             prefetch_dir=value(self.prefetch_dir))
 
     def dirs(self, instance) -> tuple[str, str, str, str]:
         """(base_dir, shadow_dir, store_url, prefetch_dir), absolute and checked disjoint."""
@@ -295,8 +303,8 @@ class ShadowIOManager(ConfigurableIOManagerFactory, ShadowSafe):
         home = getattr(instance, "root_directory", None) or os.environ.get("DAGSTER_HOME")
         if not self.shadow_dir and not home:
             raise ValueError("ShadowIOManager needs shadow_dir (or DAGSTER_HOME for the default)")
-        where = self.storage().resolved(home)
-        shadow_dir, prefetch_dir = where.shadow_dir, where.prefetch_dir
+        where = self.storage()
+        shadow_dir, prefetch_dir = where.location("shadow_dir", home), where.location("prefetch_dir", home)
         check_disjoint(shadow_dir, base_dir)
         for label, root in (("base_dir", base_dir), ("shadow_dir", shadow_dir)):
             try:
@@ -304,7 +312,7 @@ class ShadowIOManager(ConfigurableIOManagerFactory, ShadowSafe):
             except ShadowIsolationError as exc:
                 raise ShadowIsolationError(f"prefetch_dir {prefetch_dir} overlaps {label} {root}; "
                                            "give the prefetch cache its own directory") from exc
-        return base_dir, shadow_dir, where.output_store_url, prefetch_dir
+        return base_dir, shadow_dir, where.location("output_store_url", home), prefetch_dir
 
     def resolve(self, context: InitResourceContext) -> tuple[str, str, str]:
         return self.dirs(context.instance)[:3]

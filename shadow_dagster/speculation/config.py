@@ -15,13 +15,16 @@ from dataclasses import dataclass, field, fields
 from shadow_dagster.speculation.policy import PolicyConfig
 
 PURGE_MODES = ("all", "misses", "off")
+# what the sensor's keyword arguments for locations were, and the ShadowStorage field each is now
+LOCATION_OPTIONS = {"signal_store_url": "signal_store_url", "output_store_url": "output_store_url",
+                    "shadow_dir": "shadow_dir", "fingerprint_dir": "fingerprint_dir"}
 
 
 @dataclass(frozen=True)
 class PrepareConfig:
     """Sensor options: `prefetch`/`warmup` switch each part off; budgets are per tick (all instances)."""
 
-    prefetch: bool = True
+    prefetch: bool = False         # opt-in: it only pays when live storage is slower than the cache's disk
     prefetch_budget_bytes: int = 1 << 30
     prefetch_budget_s: float = 10.0
     warmup: bool = True
@@ -79,7 +82,7 @@ class SpeculationConfig:
     """
 
     policy: PolicyConfig = field(default_factory=PolicyConfig)
-    prepare: PrepareConfig = field(default_factory=lambda: PrepareConfig(prefetch=False))
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
     horizon: int = 2
     ttl_s: float = 3600.0
     chain_gap_s: float = 300.0
@@ -132,6 +135,10 @@ class SpeculationConfig:
             raise TypeError(f"speculation must be a SpeculationConfig or a dict of its fields, got {options!r}")
         own = {f.name for f in fields(cls)}
         flat = {f.name for f in fields(PrepareConfig)}
+        moved = sorted(set(options) & set(LOCATION_OPTIONS))
+        if moved:
+            raise TypeError(f"{', '.join(map(repr, moved))}: locations are not speculation options; pass "
+                            f"storage=ShadowStorage({', '.join(LOCATION_OPTIONS[k] + '=...' for k in moved)})")
         unknown = sorted(set(options) - own - flat)
         if unknown:
             raise TypeError(f"unknown speculation option(s) {', '.join(map(repr, unknown))}; known: "
@@ -143,7 +150,7 @@ class SpeculationConfig:
             if "prepare" in options:
                 raise TypeError(f"give the prepare settings in prepare=PrepareConfig(...) or flat, not both: "
                                 f"{', '.join(sorted(given))}")
-            kwargs["prepare"] = PrepareConfig(**{"prefetch": False, **given})
+            kwargs["prepare"] = PrepareConfig(**given)
         return cls(**kwargs)
 
 

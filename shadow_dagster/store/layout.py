@@ -7,13 +7,13 @@ takes its default from the Dagster home (`resolved(home)`):
 | location          | default                                                        |
 |-------------------|----------------------------------------------------------------|
 | signal_store_url  | $SHADOW_DAGSTER_STORE_URL, else sqlite:///HOME/shadow_dagster.db |
-| output_store_url  | the signal store's URL                                         |
+| output_store_url  | $SHADOW_DAGSTER_STORE_URL, else sqlite:///HOME/shadow_dagster.db (ShadowIOManager's) |
 | shadow_dir        | HOME/shadow_dagster/outputs                                    |
 | prefetch_dir      | prefetch/ next to shadow_dir                                   |
 | fingerprint_dir   | $SHADOW_DAGSTER_FINGERPRINT_DIR, else HOME/shadow_dagster/fingerprints |
 
-The stores it opens are shared per process (one engine per URL), whoever asks: the IO manager,
-the sensors, the report asset and the CLI.
+The stores it opens are shared per process (one per URL and settings), whoever asks: the IO
+manager, the sensors, the report asset and the CLI.
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ class ShadowStorage:
         value = getattr(self, name)
         if name == "signal_store_url":
             return value or default_url(_home(home))
-        if name == "output_store_url":
-            return value or self.location("signal_store_url", home)
+        if name == "output_store_url":   # ShadowIOManager's default, whatever the signal store is
+            return value or default_url(_home(home))
         if name == "shadow_dir":
             return os.path.abspath(value or os.path.join(_root(home, name), "outputs"))
         if name == "prefetch_dir":
@@ -87,7 +87,9 @@ class ShadowStorage:
         out = {}
         for f in fields(self):
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
-            if mine is not None and theirs is not None and mine != theirs:
+            same = (mine == theirs if f.name.endswith("_url") or mine is None or theirs is None
+                    else os.path.abspath(mine) == os.path.abspath(theirs))
+            if mine is not None and theirs is not None and not same:
                 raise ValueError(f"{source} sets {f.name}={theirs!r} but the storage says {mine!r}: "
                                  "configure each location once")
             out[f.name] = mine if mine is not None else theirs
@@ -130,15 +132,4 @@ def _shared(key: tuple, make):
         return found
 
 
-def dispose_shared() -> None:
-    """Close every store this process opened through a ShadowStorage (tests, CLI exit)."""
-    with _LOCK:
-        stores = list(_OPEN.values())
-        _OPEN.clear()
-    for store in stores:
-        dispose = getattr(store, "dispose", None)
-        if dispose is not None:
-            dispose()
-
-
-__all__ = ["FINGERPRINT_DIR_ENV", "ShadowStorage", "dispose_shared"]
+__all__ = ["FINGERPRINT_DIR_ENV", "ShadowStorage"]

@@ -104,3 +104,39 @@ def test_one_store_per_url_in_a_process_whoever_asks(tmp_path):
     from shadow_dagster.dagster.io_manager import get_store
 
     assert get_store(str(tmp_path / "s"), url, str(tmp_path / "live")) is out
+
+
+def test_io_manager_locations_given_as_env_vars_are_read_like_dagster_reads_them(tmp_path, monkeypatch):
+    io = ShadowIOManager(base_dir=str(tmp_path / "live"), shadow_dir=dg.EnvVar("SD_TEST_DIR"),
+                         store_url=dg.EnvVar("SD_TEST_URL"))
+    user = dg.Definitions(assets=[stats], resources={"io_manager": io})
+    monkeypatch.delenv("SD_TEST_DIR", raising=False)
+    monkeypatch.delenv("SD_TEST_URL", raising=False)
+    assert storage_of(user) == ShadowStorage()                  # not set: the defaults, no error
+    monkeypatch.setenv("SD_TEST_DIR", str(tmp_path / "shadow"))
+    monkeypatch.setenv("SD_TEST_URL", f"sqlite:///{tmp_path / 'out.db'}")
+    got = storage_of(user)
+    assert (got.shadow_dir, got.output_store_url) == (str(tmp_path / "shadow"), f"sqlite:///{tmp_path / 'out.db'}")
+    assert with_shadow(user).resolve_sensor_def(SPECULATIVE_SENSOR_NAME)
+
+
+def test_the_sensor_looks_for_outputs_where_the_io_manager_writes_them(tmp_path, monkeypatch):
+    """A signal store elsewhere (`store_url`) moves neither the IO manager's output index nor the sensor's."""
+    monkeypatch.delenv("SHADOW_DAGSTER_STORE_URL", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    user = dg.Definitions(assets=[stats], resources={"io_manager": ShadowIOManager(base_dir=str(tmp_path / "live"))})
+    sensor_side = storage_of(user, store_url=f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:
+        _, shadow, url, _ = ShadowIOManager(base_dir=str(tmp_path / "live")).dirs(instance)
+    assert (sensor_side.location("shadow_dir"), sensor_side.location("output_store_url")) == (shadow, url)
+    assert sensor_side.location("signal_store_url") == f"sqlite:///{tmp_path / 'elsewhere.db'}"
+
+
+def test_the_same_folder_written_two_ways_is_no_conflict_and_old_location_options_say_where_they_went(tmp_path):
+    user = dg.Definitions(assets=[stats], resources={"io_manager": ShadowIOManager(
+        base_dir=str(tmp_path / "live"), shadow_dir=str(tmp_path / "shadow") + "/")})
+    assert storage_of(user, ShadowStorage(shadow_dir=str(tmp_path / "shadow"))).shadow_dir == str(tmp_path / "shadow")
+    with pytest.raises(TypeError, match=r"'shadow_dir': locations are not speculation options; pass "
+                                        r"storage=ShadowStorage\(shadow_dir=\.\.\.\)"):
+        SpeculationConfig.from_options({"shadow_dir": "/x", "ttl_s": 5})
+    assert PrepareConfig(warmup=False).prefetch is False        # pre-fetch stays opt-in however it is built
