@@ -14,6 +14,7 @@ from shadow_dagster.store.layout import ShadowStorage
 if TYPE_CHECKING:
     from shadow_dagster.store.signal_store import SignalStore
 
+
 class SignalStoreResource(ConfigurableResource):
     """Where signals live and how they are sampled.
 

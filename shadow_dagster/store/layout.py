@@ -63,10 +63,8 @@ class ShadowStorage:
         """One location (a field name), filled in and made absolute (`home`: the Dagster home,
         default $DAGSTER_HOME); StoreConfigError names what is missing when a default needs a home."""
         value = getattr(self, name)
-        if name == "signal_store_url":
-            return value or default_url(_home(home))
-        if name == "output_store_url":   # ShadowIOManager's default, whatever the signal store is
-            return value or default_url(_home(home))
+        if name in ("signal_store_url", "output_store_url"):   # the index: ShadowIOManager's default,
+            return value or default_url(_home(home))            # wherever the signals are
         if name == "shadow_dir":
             return os.path.abspath(value or os.path.join(_root(home, name), "outputs"))
         if name == "prefetch_dir":
